@@ -1,0 +1,70 @@
+"""Critics f(x, y) that score every pair of two batches of representations (Sec. 3.2).
+
+Each critic is a Keras layer called as ``critic(x, y)`` with x: [b, dx] and y: [B, dy]; it
+returns the score matrix S: [b, B], ``S[i, j] = f(x_i, y_j)``, which the estimators in
+``mi_tf.estimators`` turn into I_NCE or I_NWJ. Sizes follow Sec. 3.2 / App. A of the paper.
+"""
+
+from mi_tf import gin_keras
+import keras
+
+
+@gin_keras.configurable
+class Bilinear(keras.layers.Layer):
+  """Bilinear critic f(x, y) = x^T W y (no bias); W is [dx, dy], built from the inputs."""
+
+  def build(self, x_shape, y_shape=None):
+    y_shape = x_shape if y_shape is None else y_shape
+    self.w = self.add_weight(name='w', shape=(int(x_shape[-1]), int(y_shape[-1])),
+                             initializer='glorot_uniform')
+
+  def call(self, x, y):
+    return keras.ops.matmul(keras.ops.matmul(x, self.w), keras.ops.transpose(y))
+
+
+@gin_keras.configurable
+class Separable(keras.layers.Layer):
+  """Separable critic f(x, y) = phi1(x)^T phi2(y).
+
+  Each phi is an MLP with ``hidden_units`` ReLU units and a linear layer of ``output_dim``
+  (paper: 100 and 100, about 40k parameters together at feature size 100).
+  """
+
+  def __init__(self, hidden_units=100, output_dim=100, **kwargs):
+    super().__init__(**kwargs)
+    self.phi1 = keras.Sequential([keras.layers.Dense(hidden_units, activation='relu'),
+                                  keras.layers.Dense(output_dim)], name='phi1')
+    self.phi2 = keras.Sequential([keras.layers.Dense(hidden_units, activation='relu'),
+                                  keras.layers.Dense(output_dim)], name='phi2')
+
+  def call(self, x, y):
+    return keras.ops.matmul(self.phi1(x), keras.ops.transpose(self.phi2(y)))
+
+
+@gin_keras.configurable
+class Concat(keras.layers.Layer):
+  """Concat ("MLP") critic f(x, y) = phi([x, y]) on all b x B pairs.
+
+  phi has ReLU hidden layers of sizes ``hidden_units`` and a scalar linear output: Sec. 3.2
+  uses one layer of 200 units (about 40k parameters at feature size 100), Sec. 4 uses five of
+  10 units on scalars. The first layer on the concatenation, W [x_i; y_j] + b, equals
+  W_x x_i + W_y y_j + b: each side is projected once per batch and the two are broadcast to
+  [b, B, h], so the [b, B, dx + dy] concatenation is never built (same function, same
+  parameter count as one Dense on the concatenation).
+  """
+
+  def __init__(self, hidden_units=(200,), **kwargs):
+    super().__init__(**kwargs)
+    hidden_units = tuple(hidden_units)
+    if not hidden_units:
+      raise ValueError('Concat critic needs at least one hidden layer.')
+    self.first_x = keras.layers.Dense(hidden_units[0], name='first_x')  # W_x and b.
+    self.first_y = keras.layers.Dense(hidden_units[0], use_bias=False, name='first_y')
+    self.rest = keras.Sequential(
+        [keras.layers.Dense(h, activation='relu') for h in hidden_units[1:]]
+        + [keras.layers.Dense(1)], name='rest')
+
+  def call(self, x, y):
+    hx = self.first_x(x)[:, None, :]  # [b, 1, h]
+    hy = self.first_y(y)[None, :, :]  # [1, B, h]
+    return keras.ops.squeeze(self.rest(keras.ops.relu(hx + hy)), axis=-1)

@@ -1,0 +1,47 @@
+"""Stand-alone linear-probe evaluation of an exported encoder or of raw pixels (eval_probe.py)."""
+
+import time
+
+import numpy as np
+
+from mi_tf import data as data_lib
+from mi_tf import export as export_lib
+from mi_tf import probe as probe_lib
+
+
+def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_std=0.0,
+                      train_split='train', test_split='test', seed=0, batch_size=1000):
+  """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
+
+  Returns:
+    dict: train_accuracy, test_accuracy, feature_dim, train_size, test_size, seconds (total),
+    probe_seconds, source, dataset, noise_std.
+
+  Raises:
+    export.ExportError: not a SavedModel, or its input shape does not match the halves.
+  """
+  start = time.time()
+  x1_tr, _, y_tr = data_lib.eval_halves(dataset, train_split, data_dir, noise_std)
+  x1_te, _, y_te = data_lib.eval_halves(dataset, test_split, data_dir, noise_std)
+  if saved_model is None:
+    f_tr, f_te = x1_tr.reshape(len(x1_tr), -1), x1_te.reshape(len(x1_te), -1)
+  else:
+    encode, input_shape = export_lib.load_encoder(saved_model)
+    if tuple(input_shape) != tuple(x1_tr.shape[1:]):
+      raise export_lib.ExportError(
+          f'SavedModel {saved_model} expects inputs of shape {list(input_shape)}, but the '
+          f'halves of {dataset!r} have shape {list(x1_tr.shape[1:])}. Was it trained on '
+          'another dataset? Pass the matching --dataset.')
+
+    def features(x):
+      return np.concatenate([encode(x[i:i + batch_size]).numpy()
+                             for i in range(0, len(x), batch_size)])
+
+    f_tr, f_te = features(x1_tr), features(x1_te)
+  result = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed)
+  return {
+      'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
+      'train_accuracy': result['train_accuracy'], 'test_accuracy': result['test_accuracy'],
+      'feature_dim': result['feature_dim'], 'train_size': int(len(y_tr)),
+      'test_size': int(len(y_te)), 'probe_seconds': result['seconds'],
+      'n_iter': result['n_iter'], 'seconds': time.time() - start}

@@ -1,0 +1,82 @@
+"""Export of the encoder g1 as a SavedModel usable without this package's Python classes.
+
+The SavedModel has one serving signature, ``serving_default``, taking ``x1``: float32
+[batch, H/2, W, C] (the top half, pixels in [0, 1]) and returning ``{'representation':
+[batch, D]}``. ``eval_probe.py`` uses only this.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+SIGNATURE_KEY = 'serving_default'
+INPUT_NAME = 'x1'
+OUTPUT_NAME = 'representation'
+METADATA_FILE = 'mi_tf_metadata.json'
+
+
+class _EncoderModule(tf.Module):
+
+  def __init__(self, encoder, input_shape):
+    super().__init__()
+    self.encoder = encoder
+    self.serve = tf.function(
+        self._serve, input_signature=[
+            tf.TensorSpec([None] + list(input_shape), tf.float32, name=INPUT_NAME)])
+
+  def _serve(self, x1):
+    return {OUTPUT_NAME: tf.identity(self.encoder(x1, training=False), name=OUTPUT_NAME)}
+
+
+def export_encoder(encoder, export_dir, input_shape, metadata=None):
+  """Writes ``encoder`` (g1) as a SavedModel in ``export_dir`` (replaced atomically).
+
+  Args:
+    encoder: a built Keras model mapping [B, *input_shape] -> [B, D].
+    export_dir: destination directory.
+    input_shape: shape of one input half, e.g. (14, 28, 1).
+    metadata: optional JSON-serialisable dict (dataset, step, gin file...) stored as an asset.
+  """
+  tmp = export_dir.rstrip('/') + '.tmp'
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  module = _EncoderModule(encoder, input_shape)
+  tf.saved_model.save(module, tmp, signatures={SIGNATURE_KEY: module.serve})
+  with tf.io.gfile.GFile(os.path.join(tmp, METADATA_FILE), 'w') as f:
+    json.dump(dict(metadata or {}, input_shape=list(input_shape)), f, indent=2)
+  if tf.io.gfile.exists(export_dir):
+    tf.io.gfile.rmtree(export_dir)
+  tf.io.gfile.rename(tmp, export_dir)
+
+
+class ExportError(ValueError):
+  """The directory is not a usable SavedModel of an encoder."""
+
+
+def load_encoder(export_dir):
+  """Loads an exported encoder; returns (fn: x1 [B, *shape] -> [B, D] tensor, input_shape).
+
+  Raises:
+    ExportError: if ``export_dir`` is not a SavedModel with the expected signature.
+  """
+  if not tf.io.gfile.isdir(export_dir) or not (
+      tf.io.gfile.exists(os.path.join(export_dir, 'saved_model.pb'))):
+    raise ExportError(f'{export_dir} is not a SavedModel directory (no saved_model.pb). '
+                      'Pass the export/ folder of a training run, e.g. <model_dir>/export.')
+  loaded = tf.saved_model.load(export_dir)
+  if SIGNATURE_KEY not in loaded.signatures:
+    raise ExportError(f'SavedModel {export_dir} has no {SIGNATURE_KEY!r} signature; it has '
+                      f'{sorted(loaded.signatures)}.')
+  fn = loaded.signatures[SIGNATURE_KEY]
+  specs = fn.structured_input_signature[1]
+  if INPUT_NAME not in specs:
+    raise ExportError(f'Signature {SIGNATURE_KEY!r} of {export_dir} takes {sorted(specs)}, '
+                      f'not {INPUT_NAME!r}.')
+  input_shape = tuple(specs[INPUT_NAME].shape[1:])
+
+  def encode(x1):
+    return fn(**{INPUT_NAME: tf.convert_to_tensor(x1, tf.float32)})[OUTPUT_NAME]
+
+  encode._loaded = loaded  # Keeps the variables alive.
+  return encode, input_shape

@@ -1,0 +1,56 @@
+"""The machine-readable metrics of a run: ``metrics.jsonl``, one JSON object per line,
+``{"step": int, "split": "train" | "eval", "metric": str, "value": float}``.
+
+On resume from step s, lines with step >= s are dropped first (they were written after the
+checkpoint and will be written again), so a resumed run has each value exactly once.
+"""
+
+import json
+import math
+import os
+
+import tensorflow as tf
+
+FILENAME = 'metrics.jsonl'
+
+
+def read(model_dir_or_path):
+  """All records of a metrics file (or of ``<model_dir>/metrics.jsonl``) as a list of dicts."""
+  path = model_dir_or_path
+  if tf.io.gfile.isdir(path):
+    path = os.path.join(path, FILENAME)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsLog:
+  """Appends records to ``<model_dir>/metrics.jsonl``."""
+
+  def __init__(self, model_dir):
+    self.path = os.path.join(model_dir, FILENAME)
+
+  def truncate_from(self, step):
+    """Drops every record with step >= ``step`` (atomic rewrite)."""
+    records = read(self.path)
+    kept = [r for r in records if r['step'] < step]
+    if len(kept) == len(records):
+      return
+    tmp = self.path + '.tmp'
+    with tf.io.gfile.GFile(tmp, 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+  def write(self, step, split, values):
+    """Appends ``values`` (dict metric -> number) at ``step``; non-scalars are skipped."""
+    lines = []
+    for name, value in sorted(values.items()):
+      try:
+        value = float(value)
+      except (TypeError, ValueError):
+        continue
+      lines.append(json.dumps({'step': int(step), 'split': split, 'metric': name,
+                               'value': value if math.isfinite(value) else str(value)}))
+    with tf.io.gfile.GFile(self.path, 'a') as f:
+      f.write(''.join(line + '\n' for line in lines))

@@ -1,0 +1,24 @@
+"""mi_tf: TF2/Keras reproduction of "On Mutual Information Maximization for Representation
+Learning" (Tschannen et al., ICLR 2020). Install: pip install -e '.[test]'"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name='mi_tf',
+    version='0.1.0',
+    description='Reproduction of Tschannen et al. (ICLR 2020) in TensorFlow 2 / Keras',
+    packages=find_packages(include=['mi_tf', 'mi_tf.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'tensorflow==2.21.0',
+        'tf-keras==2.21.0',  # TFP 0.25 imports tf_keras unconditionally (PITFALLS 3).
+        'tensorflow-probability==0.25.0',
+        'tensorflow-datasets==4.9.10',
+        'tensorboard==2.21.0',  # TF 2.21 no longer pulls it in (PITFALLS 10).
+        'gin-config==0.5.0',
+        'scikit-learn==1.9.1',
+        'importlib_resources',  # tfds 4.9.10 imports it without declaring it (PITFALLS 9).
+        'matplotlib',
+    ],
+    extras_require={'test': ['pytest']},
+)
