@@ -74,6 +74,8 @@ class Task:
   """Interface between an experiment and the training loop (see train_lib.train)."""
 
   name = 'task'
+  # Evaluation metrics that must be finite (training stops otherwise); others are only logged.
+  finite_metrics = ()
 
   def check_inputs(self):
     """Validates data and settings before anything is built or written."""
@@ -157,6 +159,7 @@ class MIMaximization(Task):
   """
 
   name = 'mi_maximization'
+  finite_metrics = ('I_EST/test', 'I_EST/train', 'probe/test_accuracy')
 
   def __init__(self, encoder=MLP, encoder_g2=None, critic=critics_lib.Bilinear,
                estimator='infonce', target=None, learning_rate=1e-4, data=None,
@@ -223,14 +226,16 @@ class MIMaximization(Task):
 
     @tf.function
     def estimates(z1, z2):
-      # z1, z2: [n * d, D] in order -> mean over blocks of d of I_NCE and I_NWJ.
+      # z1, z2: [n * d, D] in order -> mean over blocks of d of I_NCE and I_NWJ. Scores are
+      # cast to float64: the NWJ value of a critic trained with InfoNCE overflows float32.
       n = tf.shape(z1)[0] // d
       nce = tf.TensorArray(tf.float32, size=n)
       nwj = tf.TensorArray(tf.float32, size=n)
       for k in tf.range(n):
-        s = self.critic(z1[k * d:(k + 1) * d], z2[k * d:(k + 1) * d], training=False)
-        nce = nce.write(k, estimators.infonce(s))
-        nwj = nwj.write(k, estimators.nwj(s))
+        s = tf.cast(self.critic(z1[k * d:(k + 1) * d], z2[k * d:(k + 1) * d],
+                                training=False), tf.float64)
+        nce = nce.write(k, tf.cast(estimators.infonce(s), tf.float32))
+        nwj = nwj.write(k, tf.cast(estimators.nwj(s), tf.float32))
       return tf.reduce_mean(nce.stack()), tf.reduce_mean(nwj.stack())
 
     self._eval_fns = estimates

@@ -308,7 +308,9 @@ def _evaluate(task, step, writer, log, write_dir, export_every_eval, chief):
   values['eval/seconds'] = time.time() - start
   for name, value in _scalars(values).items():
     if not np.isfinite(value):
-      raise NonFiniteError(f'Evaluation at step {step}: {name} is {value}.')
+      if name in task.finite_metrics:
+        raise NonFiniteError(f'Evaluation at step {step}: {name} is {value}.')
+      _LOG.warning('Evaluation at step %d: %s is %s (monitoring only).', step, name, value)
   _write_summaries(writer, step, values)
   log.write(step, 'eval', values)
   if export_every_eval and chief:
