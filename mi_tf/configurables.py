@@ -6,3 +6,5 @@ from mi_tf import encoders  # noqa: F401
 from mi_tf import probe  # noqa: F401
 from mi_tf import tasks  # noqa: F401
 from mi_tf import train_lib  # noqa: F401
+from mi_tf import toy_task  # noqa: F401
+from mi_tf import adversarial  # noqa: F401

@@ -182,7 +182,8 @@ def train_dataset(dataset='mnist', split='train', data_dir=None, batch_size=128,
   def _example(pos, idx):
     example = {'image': tf.gather(images_t, idx), 'label': tf.gather(labels_t, idx)}
     if noise_std:
-      example['noise_seed'] = tf.stack([tf.cast(seed, tf.int64), pos])
+      example['noise_seed'] = tf.stack([tf.fill(tf.shape(pos), tf.cast(seed, tf.int64)), pos],
+                                       axis=1)  # [b, 2]: one stateless seed per example.
     return example
 
   def _halves(batch):

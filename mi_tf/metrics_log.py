@@ -39,7 +39,7 @@ class MetricsLog:
       return
     tmp = self.path + '.tmp'
     with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in kept)
+      f.write(''.join(json.dumps(r) + '\n' for r in kept))
     tf.io.gfile.rename(tmp, self.path, overwrite=True)
 
   def write(self, step, split, values):

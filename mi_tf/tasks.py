@@ -7,11 +7,13 @@ encoders or critics are new classes named in a gin file. Neither edits the train
 """
 
 import time
+import weakref
 
 import gin
 import numpy as np
 import tensorflow as tf
 
+from mi_tf import conditioning
 from mi_tf import critics as critics_lib
 from mi_tf import data as data_lib
 from mi_tf import distribute
@@ -133,9 +135,19 @@ def apply_if_finite(optimizer, loss, grads, variables):
   return grad_norm, tf.cast(finite, tf.float32)
 
 
+# Not an attribute of the model: Keras would track it and SavedModel export would trace it.
+_ENCODE_FNS = weakref.WeakKeyDictionary()
+
+
 def encode(model, x, batch_size=1000):
-  """Frozen features ``model(x)`` of a numpy array [N, ...], in batches -> numpy [N, D]."""
-  fn = tf.function(lambda t: model(t, training=False))
+  """Frozen features ``model(x)`` of a numpy array [N, ...], in batches -> numpy [N, D].
+
+  The tf.function is built once per model (one trace per batch shape).
+  """
+  fn = _ENCODE_FNS.get(model)
+  if fn is None:
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    _ENCODE_FNS[model] = fn
   out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy()
          for i in range(0, len(x), batch_size)]
   return np.concatenate(out)
@@ -156,6 +168,10 @@ class MIMaximization(Task):
     eval_batch_size: batch size of the estimator's test value (paper: 128).
     train_estimate_examples: the train value of I_EST averages over this many training pairs
       taken in order (the test value uses the whole test split).
+    condition_number_examples: if > 0, every evaluation also reports the log condition
+      number of the Jacobian of g1 at the first this many probe-training inputs (with the
+      data's noise, fixed draw): 'jacobian/log_cond_p0' ... '_p100', '_median' and the
+      histogram 'jacobian/log_cond' (Sec. 3.1, Fig. 2c; paper: 128). 0 (default): off.
   """
 
   name = 'mi_maximization'
@@ -163,7 +179,8 @@ class MIMaximization(Task):
 
   def __init__(self, encoder=MLP, encoder_g2=None, critic=critics_lib.Bilinear,
                estimator='infonce', target=None, learning_rate=1e-4, data=None,
-               eval_batch_size=128, train_estimate_examples=10000):
+               eval_batch_size=128, train_estimate_examples=10000,
+               condition_number_examples=0):
     self.encoder_cls = encoder
     self.encoder_g2_cls = encoder_g2 or encoder
     self.critic_cls = critic
@@ -174,6 +191,7 @@ class MIMaximization(Task):
     self.data = data or ImageHalves()
     self.eval_batch_size = eval_batch_size
     self.train_estimate_examples = train_estimate_examples
+    self.condition_number_examples = int(condition_number_examples or 0)
 
   def check_inputs(self):
     self.data.check()
@@ -261,6 +279,11 @@ class MIMaximization(Task):
     results['probe/test_accuracy'] = probe['test_accuracy']
     results['probe/train_accuracy'] = probe['train_accuracy']
     results['probe/seconds'] = probe['seconds']
+    if self.condition_number_examples:
+      start = time.time()
+      results.update(conditioning.log_condition_summary(
+          self.g1, tf.constant(x1_tr[:self.condition_number_examples])))
+      results['jacobian/seconds'] = time.time() - start
     return results
 
   def export_model(self):

@@ -81,17 +81,39 @@ def _check_run_dir(model_dir, config_str):
   return True
 
 
+def _checkpoint_candidates(manager):
+  """Checkpoint prefixes in the manager's directory, newest step first.
+
+  Read from the files themselves (ckpt-<step>.index), not only from the manager's state file,
+  which may be stale or lost when a process is killed while writing it.
+  """
+  prefixes = {p[:-len('.index')] for p in tf.io.gfile.glob(
+      os.path.join(manager.directory, 'ckpt-*.index'))}
+  if manager.latest_checkpoint:
+    prefixes.add(manager.latest_checkpoint)
+
+  def _number(prefix):
+    try:
+      return int(prefix.rsplit('-', 1)[1])
+    except ValueError:
+      return -1
+
+  return sorted(prefixes, key=_number, reverse=True)
+
+
 def _restore(manager, checkpoint):
   """Restores the newest readable checkpoint; falls back to older ones with a warning."""
-  for path in reversed(manager.checkpoints):
+  candidates = _checkpoint_candidates(manager)
+  for path in candidates:
     try:
       checkpoint.restore(path).assert_existing_objects_matched()
       return path
     except (tf.errors.OpError, AssertionError, ValueError) as e:
       _LOG.warning('Checkpoint %s is unreadable (%s: %s); trying the previous one.',
-                      path, type(e).__name__, str(e).splitlines()[0][:200])
-  if manager.checkpoints:
-    raise RuntimeError(f'No readable checkpoint in {manager.directory}.')
+                   path, type(e).__name__, str(e).splitlines()[0][:200])
+  if candidates:
+    raise RuntimeError(f'No readable checkpoint in {manager.directory}; move the directory '
+                       'away to start fresh.')
   return None
 
 

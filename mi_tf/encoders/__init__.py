@@ -8,3 +8,6 @@ file that names it; the training loop does not change.
 """
 
 from mi_tf.encoders.mlp import MLP  # noqa: F401
+from mi_tf.encoders.convnet import ConvNet  # noqa: F401
+from mi_tf.encoders.realnvp import RealNVP  # noqa: F401
+from mi_tf.encoders.residual_mlp import ResidualMLP  # noqa: F401

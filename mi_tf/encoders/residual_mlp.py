@@ -1,0 +1,60 @@
+"""The residual MLP encoder of Sec. 3.1 (Fig. 2, Fig. 5): invertible at initialisation.
+
+Five dense layers of width 392 = D on the flattened half image, each with a skip connection,
+
+    x <- act_l(W_l x + b_l) + x,   act_l = ReLU for l = 1..4, identity for l = 5,
+
+(the authors' Colab: ``x = layer(x) + x`` with the activation inside ``layer``). Kernels are
+truncated normal with stddev 1e-4 and biases zero, so at initialisation every residual branch
+is ~0 and the encoder is ~the identity (log condition number of its Jacobian ~0). Nothing
+keeps it invertible during training: Sec. 3.1 measures how ill-conditioned it becomes
+(``mi_tf.conditioning``).
+"""
+
+from mi_tf import gin_keras
+import keras
+
+
+class Residual(keras.layers.Layer):
+  """x -> activation(Dense(x)) + x, a width-preserving residual block."""
+
+  def __init__(self, units, activation=None, kernel_stddev=1e-4, **kwargs):
+    super().__init__(**kwargs)
+    self.dense = keras.layers.Dense(
+        units, activation=activation,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=kernel_stddev),
+        bias_initializer='zeros', dtype=kwargs.get('dtype'), name='dense')
+
+  def build(self, input_shape):
+    self.dense.build(input_shape)
+
+  def call(self, x):
+    return self.dense(x) + x
+
+
+@gin_keras.configurable
+class ResidualMLP(keras.Model):
+  """Residual MLP: [B, H, W, C] (flattened to D = width) -> [B, width].
+
+  Args:
+    num_layers: number of residual dense layers (paper: 5); ReLU on all but the last.
+    width: their width, which must equal the flattened input size (paper: 392).
+    kernel_stddev: stddev of the truncated-normal kernel initialiser (paper: 1e-4).
+  """
+
+  def __init__(self, num_layers=5, width=392, kernel_stddev=1e-4, name=None, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.width = int(width)
+    self.flatten = keras.layers.Flatten()
+    self.net = keras.Sequential(
+        [Residual(self.width, activation='relu' if l < num_layers - 1 else None,
+                  kernel_stddev=kernel_stddev, dtype=kwargs.get('dtype'),
+                  name=f'residual_{l}')
+         for l in range(num_layers)], name='net')
+
+  def call(self, x):
+    x = self.flatten(x)
+    if x.shape[-1] != self.width:
+      raise ValueError(f'ResidualMLP(width={self.width}) needs inputs with {self.width} '
+                       f'features (the skip connections keep the width); got {x.shape[-1]}.')
+    return self.net(x)
