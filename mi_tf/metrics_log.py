@@ -1,8 +1,9 @@
 """The machine-readable metrics of a run: ``metrics.jsonl``, one JSON object per line,
 ``{"step": int, "split": "train" | "eval", "metric": str, "value": float}``.
 
-On resume from step s, lines with step >= s are dropped first (they were written after the
-checkpoint and will be written again), so a resumed run has each value exactly once.
+On resume from step s, records after s and the evaluation at s are dropped first (they were
+written after the checkpoint and will be written again), so a resumed run has each value
+exactly once.
 """
 
 import json
@@ -32,9 +33,14 @@ class MetricsLog:
     self.path = os.path.join(model_dir, FILENAME)
 
   def truncate_from(self, step):
-    """Drops every record with step >= ``step`` (atomic rewrite)."""
+    """Prepares a resume at ``step``: drops records that the resumed run writes again.
+
+    Those are every record after ``step`` and the evaluation AT ``step`` (a resumed run
+    evaluates first); the training record at ``step`` was written before the checkpoint.
+    """
     records = read(self.path)
-    kept = [r for r in records if r['step'] < step]
+    kept = [r for r in records
+            if r['step'] < step or (r['step'] == step and r['split'] != 'eval')]
     if len(kept) == len(records):
       return
     tmp = self.path + '.tmp'

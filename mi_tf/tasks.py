@@ -222,20 +222,27 @@ class MIMaximization(Task):
       return -i_est
     return tf.abs(i_est - self.target)
 
-  def train_step(self, batch):
+  def loss(self, batch):
+    """(loss of this replica, global I_EST) for one per-replica batch, in replica context.
+
+    Each replica scores its positives against the negatives of ALL replicas, and I_EST is
+    the mean of the per-row terms over the GLOBAL batch, so the estimator does not depend on
+    the number of replicas. Every replica holds the global loss; its share is loss / R
+    because gradients are summed over replicas.
+    """
     x1, x2 = batch['x1'], batch['x2']
-    local_batch = tf.shape(x1)[0]
+    z1 = self.g1(x1, training=True)
+    z2 = self.g2(x2, training=True)
+    scores = self.critic(z1, distribute.cross_replica_concat(z2))
+    rows = self.per_row(scores, distribute.replica_row_offset(tf.shape(x1)[0]))
+    i_est = distribute.all_reduce_sum(tf.reduce_sum(rows)) / self.global_batch_size
+    return self.objective(i_est) / distribute.num_replicas(), i_est
+
+  def train_step(self, batch):
     with tf.GradientTape() as tape:
-      z1 = self.g1(x1, training=True)
-      z2 = self.g2(x2, training=True)
-      # Each replica scores its positives against the negatives of ALL replicas.
-      scores = self.critic(z1, distribute.cross_replica_concat(z2))
-      rows = self.per_row(scores, distribute.replica_row_offset(local_batch))
-      i_est = distribute.all_reduce_sum(tf.reduce_sum(rows)) / self.global_batch_size
-      loss = self.objective(i_est)
-      # Gradients are summed over replicas; every replica holds the global loss.
-      replica_loss = loss / distribute.num_replicas()
+      replica_loss, i_est = self.loss(batch)
     grads = tape.gradient(replica_loss, self.variables)
+    loss = replica_loss * distribute.num_replicas()
     grad_norm, finite = apply_if_finite(self.optimizer, loss, grads, self.variables)
     return {'loss': loss, 'I_EST': i_est, 'grad_norm': grad_norm, 'finite': finite}
 

@@ -139,7 +139,7 @@ def _scalars(values):
 def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
           eval_every=1000, log_every=100, checkpoint_every=1000, max_checkpoints=3,
           export_every_eval=False, distribution='default', tpu=None, deterministic=False,
-          nonfinite_policy='stop'):
+          nonfinite_policy='stop', worker_dir=None):
   """Trains ``task`` in ``model_dir``; resumes if ``model_dir`` holds a checkpoint.
 
   Args:
@@ -149,7 +149,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
     batch_size: GLOBAL batch size, split over replicas (paper: 128).
     seed: seeds Python, NumPy, TF and Keras initialisers, the data order and noise.
     eval_every: evaluation period in steps; evaluations at 0, eval_every, ... and num_steps.
-    log_every: period of training summaries and progress lines.
+    log_every: period of training summaries, metrics and progress lines; divides eval_every
+      and checkpoint_every.
     checkpoint_every: checkpoint period (also at every evaluation, on SIGTERM and at the end).
     max_checkpoints: checkpoints kept.
     export_every_eval: also export g1 to export/step_<k>/ at every evaluation.
@@ -159,6 +160,9 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
     nonfinite_policy: 'stop' raises NonFiniteError at the first step with a NaN/inf loss or
       gradient norm, before anything more is saved; 'skip' applies a zero gradient at such
       steps and counts them (train/skipped_steps). Weights never become NaN.
+    worker_dir: scratch directory of non-chief workers under multi-worker training (they
+      write their summaries and checkpoints to <worker_dir>/<type>_<id>; default: a new
+      temporary directory). Only the chief writes to model_dir.
 
   Returns:
     dict of the final evaluation's scalars.
@@ -171,6 +175,10 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
                       ('checkpoint_every', checkpoint_every)):
     if not isinstance(value, int) or value < (0 if name == 'num_steps' else 1):
       raise ValueError(f'train.{name} must be a positive integer, got {value!r}.')
+  if eval_every % log_every or checkpoint_every % log_every:
+    raise ValueError(f'train.log_every ({log_every}) must divide train.eval_every '
+                     f'({eval_every}) and train.checkpoint_every ({checkpoint_every}), so '
+                     'that resumed runs log the same windows.')
   strategy = distribute.make_strategy(distribution, tpu)
   replicas = strategy.num_replicas_in_sync
   if batch_size % replicas:
@@ -180,8 +188,13 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
 
   config_str = gin.config_str()
   chief = distribute.is_chief(strategy)
-  write_dir = model_dir if chief else tempfile.mkdtemp(prefix='mi_tf_worker_')
-  resuming = _check_run_dir(model_dir, config_str)
+  if chief:
+    write_dir = model_dir
+  else:  # Non-chief workers take part in every collective but write to scratch space.
+    task_type, task_id = distribute.task_info(strategy)
+    write_dir = os.path.join(worker_dir or tempfile.mkdtemp(prefix='mi_tf_worker_'),
+                             f'{task_type}_{task_id}')
+  resuming = _check_run_dir(model_dir, config_str) if chief else False
   tf.io.gfile.makedirs(write_dir)
   if chief and not resuming:
     with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), 'w') as f:
@@ -194,7 +207,9 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   with strategy.scope():
     task.build(batch_size, seed)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  checkpoint = tf.train.Checkpoint(step=step_var, **task.trackables())
+    skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='skipped_steps')
+  checkpoint = tf.train.Checkpoint(step=step_var, skipped_steps=skipped_var,
+                                   **task.trackables())
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, 'checkpoints'),
                                        max_to_keep=max_checkpoints)
   restored = _restore(manager, checkpoint)
@@ -207,7 +222,7 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
 
   _write_run_info(write_dir, seed, strategy, start_step, task)
   log = metrics_log.MetricsLog(write_dir)
-  log.truncate_from(start_step)
+  log.truncate_from(start_step)  # Records written after the checkpoint are written again.
   train_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'train'))
   eval_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'eval'))
 
@@ -254,7 +269,6 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   run_start = time.time()
   step = start_step
   last_log_time, last_log_step = time.time(), step
-  skipped = 0
   final = {}
   operative_written = False
   try:
@@ -263,47 +277,44 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
         final = _evaluate(task, step, eval_writer, log, write_dir, export_every_eval, chief)
         _LOG.info('eval step %d: %s', step, ', '.join(
             f'{k} {v:.4f}' for k, v in sorted(_scalars(final).items())))
-        if step > start_step or restored is None:
-          manager.save(checkpoint_number=step)
       if step >= num_steps:
         break
-      boundary = min(num_steps, (step // log_every + 1) * log_every,
-                     (step // eval_every + 1) * eval_every,
-                     (step // checkpoint_every + 1) * checkpoint_every)
+      # Every call ends on a multiple of log_every (which divides eval_every and
+      # checkpoint_every), so a resumed run logs the same windows as an uninterrupted one.
+      boundary = min(num_steps, (step // log_every + 1) * log_every)
       sums, first_bad = train_loop(tf.constant(boundary - step, tf.int64))
       new_step = int(step_var.numpy())
       first_bad = int(first_bad)
       n_ok = float(sums['finite'])
-      skipped += (new_step - step) - int(n_ok)
       if first_bad >= 0 and stop_on_nonfinite:
         raise NonFiniteError(
             f'Non-finite loss or gradient norm at training step {first_bad - 1}: the update '
             f'was not applied, training stopped, and the checkpoints in {manager.directory} '
             'hold finite weights from before it. Lower the learning rate, or bind '
             "train.nonfinite_policy='skip' to skip such steps.")
+      skipped_var.assign_add((new_step - step) - int(n_ok))
       step = new_step
       if not operative_written:
         _write_operative_config(write_dir, train_writer, step)
         operative_written = True
       means = {k: float(v) / max(n_ok, 1.0) for k, v in sums.items() if k != 'finite'}
-      means['skipped_steps'] = skipped
+      means['skipped_steps'] = int(skipped_var.numpy())
       now = time.time()
       means['steps_per_second'] = (step - last_log_step) / max(now - last_log_time, 1e-9)
-      if step % log_every == 0 or step == num_steps:
-        _write_summaries(train_writer, step, means)
-        log.write(step, 'train', means)
-        eta = (num_steps - step) / max(means['steps_per_second'], 1e-9)
-        _LOG.info('step %d/%d (%.1f%%) loss %.4f I_EST %.4f | %.0f steps/s | ETA %s',
-                     step, num_steps, 100.0 * step / max(num_steps, 1), means['loss'],
-                     means.get('I_EST', float('nan')), means['steps_per_second'],
-                     _format_eta(eta))
-        last_log_time, last_log_step = now, step
-      if step % checkpoint_every == 0:
+      _write_summaries(train_writer, step, means)
+      log.write(step, 'train', means)
+      eta = (num_steps - step) / max(means['steps_per_second'], 1e-9)
+      _LOG.info('step %d/%d (%.1f%%) loss %.4f I_EST %.4f | %.0f steps/s | ETA %s',
+                step, num_steps, 100.0 * step / max(num_steps, 1), means['loss'],
+                means.get('I_EST', float('nan')), means['steps_per_second'],
+                _format_eta(eta))
+      last_log_time, last_log_step = now, step
+      if (step % checkpoint_every == 0 or step % eval_every == 0 or step == num_steps
+          or terminate['signal'] is not None):
         manager.save(checkpoint_number=step)
       if terminate['signal'] is not None:
-        manager.save(checkpoint_number=step)
         _LOG.warning('Received signal %d: saved a checkpoint at step %d and stopped. Rerun '
-                        'the same command to resume.', terminate['signal'], step)
+                     'the same command to resume.', terminate['signal'], step)
         raise SystemExit(128 + terminate['signal'])
   finally:
     if old_handler is not None:
