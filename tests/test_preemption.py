@@ -1,0 +1,102 @@
+"""Preemption-safe training: a run killed (SIGKILL) or stopped (SIGTERM) mid-way and rerun with
+the same command ends with the same weights and metrics as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import GIN_DIR, REPO, TINY_BINDINGS
+from mi_tf import metrics_log
+
+GIN = str(GIN_DIR / 'sec3_2_critics_bilinear_nwj.gin')
+STEPS = 200
+BINDINGS = list(TINY_BINDINGS) + [
+    f'train.num_steps = {STEPS}', 'train.eval_every = 100', 'train.log_every = 2',
+    'train.checkpoint_every = 10', 'train.deterministic = True']
+TIMING = ('seconds', 'steps_per_second')
+
+
+def _cmd(model_dir):
+  return [sys.executable, str(REPO / 'train.py'), f'--gin_file={GIN}',
+          f'--model_dir={model_dir}'] + [f'--gin_bindings={b}' for b in BINDINGS]
+
+
+def _run(model_dir):
+  proc = subprocess.run(_cmd(model_dir), capture_output=True, text=True, timeout=600,
+                        cwd=str(REPO))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _interrupt(model_dir, sig):
+  """Starts the run, sends ``sig`` once a mid-run checkpoint exists; returns the exit code."""
+  proc = subprocess.Popen(_cmd(model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, cwd=str(REPO))
+  deadline = time.time() + 300
+  while not tf.io.gfile.glob(os.path.join(model_dir, 'checkpoints', 'ckpt-30.index')):
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(sig)
+  proc.communicate(timeout=300)
+  assert not os.path.exists(os.path.join(model_dir, 'final_metrics.json')), (
+      'the run finished before it was interrupted')
+  return proc.returncode
+
+
+def _weights(model_dir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+      os.path.join(model_dir, 'checkpoints')))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+          if not n.startswith(('_CHECKPOINTABLE_OBJECT_GRAPH', 'save_counter'))}
+
+
+def _metrics(model_dir):
+  out = {}
+  for r in metrics_log.read(model_dir):
+    if any(t in r['metric'] for t in TIMING):
+      continue
+    key = (r['step'], r['split'], r['metric'])
+    assert key not in out, f'duplicated metric {key}'
+    out[key] = r['value']
+  return out
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp('reference') / 'run')
+  _run(model_dir)
+  return _weights(model_dir), _metrics(model_dir)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM], ids=['SIGKILL', 'SIGTERM'])
+def test_interrupted_run_resumes_to_the_same_result(reference, sig, tmp_path):
+  model_dir = str(tmp_path / 'run')
+  code = _interrupt(model_dir, sig)
+  if sig == signal.SIGTERM:
+    assert code == 128 + signal.SIGTERM  # Handled: checkpoint written, clean exit.
+    steps = json.loads(open(os.path.join(model_dir, 'run_info.json')).read())['sessions']
+    assert len(steps) == 1
+  else:
+    assert code == -signal.SIGKILL
+  _run(model_dir)
+  sessions = json.loads(open(os.path.join(model_dir, 'run_info.json')).read())['sessions']
+  assert len(sessions) == 2 and sessions[1]['start_step'] >= 30
+
+  ref_weights, ref_metrics = reference
+  weights = _weights(model_dir)
+  assert int(weights['step/.ATTRIBUTES/VARIABLE_VALUE']) == STEPS
+  assert set(weights) == set(ref_weights)
+  for name, value in ref_weights.items():
+    np.testing.assert_array_equal(weights[name], value, err_msg=name)
+  metrics = _metrics(model_dir)
+  assert set(metrics) == set(ref_metrics)
+  assert len({k[0] for k in metrics if k[1] == 'train'}) == STEPS // 2
+  for key, value in ref_metrics.items():
+    assert metrics[key] == value, key
