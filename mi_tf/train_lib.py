@@ -159,7 +159,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
     deterministic: enable TF op determinism (bitwise reproducible runs; slower).
     nonfinite_policy: 'stop' raises NonFiniteError at the first step with a NaN/inf loss or
       gradient norm, before anything more is saved; 'skip' applies a zero gradient at such
-      steps and counts them (train/skipped_steps). Weights never become NaN.
+      steps and counts them (train/skipped_steps), and logs non-finite evaluation values
+      instead of stopping. Weights never become NaN.
     worker_dir: scratch directory of non-chief workers under multi-worker training (they
       write their summaries and checkpoints to <worker_dir>/<type>_<id>; default: a new
       temporary directory). Only the chief writes to model_dir.
@@ -240,19 +241,25 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
 
   @tf.function
   def train_loop(num):
-    """Runs ``num`` (>= 1) steps; returns sums of finite steps' metrics and counts."""
+    """Runs ``num`` (>= 1) steps; returns sums over finite steps, and the first bad step.
+
+    first_bad is (step number, loss, gradient norm) of the first non-finite step, step -1 if
+    none; under the 'stop' policy the loop ends there.
+    """
     out = reduced_step()
-    ok = out['finite']
-    sums = {k: tf.where(ok > 0, v, 0.0) for k, v in out.items()}
-    first_bad = tf.where(ok > 0, tf.constant(-1, tf.int64), step_var.read_value())
+    ok = out['finite'] > 0
+    sums = {k: tf.where(ok, v, 0.0) for k, v in out.items()}
+    nan = tf.constant(float('nan'))
+    first_bad = (tf.where(ok, tf.constant(-1, tf.int64), step_var.read_value() - 1),
+                 tf.where(ok, nan, out['loss']), tf.where(ok, nan, out.get('grad_norm', nan)))
     for _ in tf.range(num - 1):
-      if stop_on_nonfinite and first_bad >= 0:
+      if stop_on_nonfinite and first_bad[0] >= 0:
         break
       out = reduced_step()
-      ok = out['finite']
-      sums = {k: sums[k] + tf.where(ok > 0, v, 0.0) for k, v in out.items()}
-      if first_bad < 0 and ok <= 0:
-        first_bad = step_var.read_value()
+      ok = out['finite'] > 0
+      sums = {k: sums[k] + tf.where(ok, v, 0.0) for k, v in out.items()}
+      if first_bad[0] < 0 and not ok:
+        first_bad = (step_var.read_value() - 1, out['loss'], out.get('grad_norm', nan))
     return sums, first_bad
 
   terminate = {'signal': None}
@@ -274,7 +281,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   try:
     while True:
       if step % eval_every == 0 or step == num_steps:
-        final = _evaluate(task, step, eval_writer, log, write_dir, export_every_eval, chief)
+        final = _evaluate(task, step, eval_writer, log, write_dir, export_every_eval, chief,
+                          stop_on_nonfinite)
         _LOG.info('eval step %d: %s', step, ', '.join(
             f'{k} {v:.4f}' for k, v in sorted(_scalars(final).items())))
       if step >= num_steps:
@@ -284,14 +292,17 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       boundary = min(num_steps, (step // log_every + 1) * log_every)
       sums, first_bad = train_loop(tf.constant(boundary - step, tf.int64))
       new_step = int(step_var.numpy())
-      first_bad = int(first_bad)
+      bad_step = int(first_bad[0])
       n_ok = float(sums['finite'])
-      if first_bad >= 0 and stop_on_nonfinite:
+      if bad_step >= 0 and stop_on_nonfinite:
+        latest = manager.latest_checkpoint
         raise NonFiniteError(
-            f'Non-finite loss or gradient norm at training step {first_bad - 1}: the update '
-            f'was not applied, training stopped, and the checkpoints in {manager.directory} '
-            'hold finite weights from before it. Lower the learning rate, or bind '
-            "train.nonfinite_policy='skip' to skip such steps.")
+            f'Non-finite training step {bad_step}: loss = {float(first_bad[1])}, gradient '
+            f'norm = {float(first_bad[2])}. The update was not applied and training stopped; '
+            + (f'the newest checkpoint, {latest}, holds finite weights. ' if latest else
+               'no checkpoint had been written yet. ')
+            + "Lower the learning rate, or bind train.nonfinite_policy='skip' to skip such "
+            'steps.')
       skipped_var.assign_add((new_step - step) - int(n_ok))
       step = new_step
       if not operative_written:
@@ -335,13 +346,13 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   return final_scalars
 
 
-def _evaluate(task, step, writer, log, write_dir, export_every_eval, chief):
+def _evaluate(task, step, writer, log, write_dir, export_every_eval, chief, stop_on_nonfinite):
   start = time.time()
   values = task.evaluate(step)
   values['eval/seconds'] = time.time() - start
   for name, value in _scalars(values).items():
     if not np.isfinite(value):
-      if name in task.finite_metrics:
+      if name in task.finite_metrics and stop_on_nonfinite:
         raise NonFiniteError(f'Evaluation at step {step}: {name} is {value}.')
       _LOG.warning('Evaluation at step %d: %s is %s (monitoring only).', step, name, value)
   _write_summaries(writer, step, values)

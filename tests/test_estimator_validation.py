@@ -126,3 +126,16 @@ def test_nwj_spread_grows_with_mi_while_infonce_saturates(estimates):
   sd_nce = [np.std(estimates[mi]['infonce']) for mi in MIS]
   assert sd_nce[-1] < sd_nce[0]  # I_NCE piles up under log B = 4.85.
   assert np.mean(estimates[10]['infonce']) > math.log(BATCH) - 0.1
+
+
+def test_learned_critic_staircase_runs_and_infonce_stays_under_log_b():
+  """Item 4b's training code (scripts/staircase.py plots it) on a very short schedule."""
+  from mi_tf import staircase  # pylint: disable=g-import-not-at-top
+  run = staircase.train_staircase('separable', 'infonce', mi_levels=(2, 6),
+                                  steps_per_level=150, learning_rate=2e-3)
+  assert run['estimate'].shape == run['true_mi'].shape == (300,)
+  np.testing.assert_array_equal(run['true_mi'][:150], 2.0)
+  assert np.all(run['estimate'] <= run['log_b'] + 1e-5)
+  # Learning: the last steps estimate more than the first ones, and more than at MI 2.
+  assert np.mean(run['estimate'][-50:]) > np.mean(run['estimate'][100:150]) > np.mean(
+      run['estimate'][:10])

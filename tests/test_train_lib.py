@@ -122,3 +122,24 @@ def test_train_script_reports_bad_input_in_one_line(tmp_path):
   assert proc.returncode == 1
   assert 'batch_size must be a positive integer' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('binding,message', [
+    ("ImageHalves.dataset = 'mnistt'", 'Unknown TFDS dataset'),
+    ("ImageHalves.test_split = 'validation'", "no split 'validation'"),
+])
+def test_unknown_dataset_or_split_fails_before_writing(tmp_path, binding, message):
+  model_dir = tmp_path / 'run'
+  with pytest.raises(ValueError, match=message):
+    train_lib.train_with_gin(str(model_dir), [GIN], [binding])
+  assert not model_dir.exists()
+
+
+def test_eval_probe_on_a_saved_model_with_the_wrong_input_shape(tmp_path):
+  import keras  # pylint: disable=g-import-not-at-top
+  model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)])
+  model.build((None, 16, 32, 3))  # CIFAR-10 halves, not MNIST's 14x28x1.
+  export.export_encoder(model, str(tmp_path / 'export'), (16, 32, 3))
+  with pytest.raises(export.ExportError, match=r'expects inputs of shape \[16, 32, 3\]'):
+    evaluation.probe_saved_model(str(tmp_path / 'export'), train_split='train[:100]',
+                                 test_split='test[:100]')

@@ -23,7 +23,7 @@ class Residual(keras.layers.Layer):
     self.dense = keras.layers.Dense(
         units, activation=activation,
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=kernel_stddev),
-        bias_initializer='zeros', dtype=kwargs.get('dtype'), name='dense')
+        bias_initializer='zeros', dtype=self.dtype_policy, name='dense')
 
   def build(self, input_shape):
     self.dense.build(input_shape)
@@ -45,10 +45,11 @@ class ResidualMLP(keras.Model):
   def __init__(self, num_layers=5, width=392, kernel_stddev=1e-4, name=None, **kwargs):
     super().__init__(name=name, **kwargs)
     self.width = int(width)
-    self.flatten = keras.layers.Flatten()
+    # Sublayers share this model's dtype policy (float64 in tests; Keras casts otherwise).
+    self.flatten = keras.layers.Flatten(dtype=self.dtype_policy)
     self.net = keras.Sequential(
         [Residual(self.width, activation='relu' if l < num_layers - 1 else None,
-                  kernel_stddev=kernel_stddev, dtype=kwargs.get('dtype'),
+                  kernel_stddev=kernel_stddev, dtype=self.dtype_policy,
                   name=f'residual_{l}')
          for l in range(num_layers)], name='net')
 
