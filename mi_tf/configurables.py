@@ -8,3 +8,4 @@ from mi_tf import tasks  # noqa: F401
 from mi_tf import train_lib  # noqa: F401
 from mi_tf import toy_task  # noqa: F401
 from mi_tf import adversarial  # noqa: F401
+from mi_tf import supervised  # noqa: F401

@@ -1,0 +1,108 @@
+"""Supervised baselines on X1 (PAPER.md, "Reference figures": about 94% on MNIST).
+
+An encoder g1 (the MLP of Sec. 3.2 or the ConvNet of Sec. 3.3) and a linear head are trained
+end to end on the labels of the top half X1 with the cross-entropy (Adam 1e-4, batch 128,
+20,000 steps, as the MI runs). Evaluation follows the MI runs' protocol: the paper's linear
+probe fitted on the frozen features g1(X1) (``probe/test_accuracy``, the number compared with
+the MI-trained encoders), and the test accuracy of the trained head itself
+(``head/test_accuracy``, the classifier's own accuracy).
+
+Run: ``python train.py --gin_file=gin/baseline_supervised_mlp.gin --model_dir=DIR`` (and
+``gin/baseline_supervised_convnet.gin``). The raw-pixel baselines are probes without training:
+``python eval_probe.py --pixels [--noise_std=0.05]``.
+"""
+
+import time
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from mi_tf import distribute
+from mi_tf import probe as probe_lib
+from mi_tf import tasks
+from mi_tf.encoders import MLP
+
+import keras
+
+
+@gin.configurable
+class SupervisedBaseline(tasks.Task):
+  """min CE(y, head(g1(X1))) over g1 and a linear head (a supervised reference, not Sec. 3).
+
+  Args:
+    encoder: class of g1 (gin: @MLP or @ConvNet).
+    num_classes: logits of the head (10).
+    learning_rate: Adam learning rate of g1 and the head (1e-4, as the MI runs).
+    data: an ImageHalves (default: MNIST halves); only X1 and the labels are used.
+  """
+
+  name = 'supervised_baseline'
+  finite_metrics = ('probe/test_accuracy',)
+
+  def __init__(self, encoder=MLP, num_classes=10, learning_rate=1e-4, data=None):
+    self.encoder_cls = encoder
+    self.num_classes = int(num_classes)
+    self.learning_rate = learning_rate
+    self.data = data or tasks.ImageHalves()
+
+  def check_inputs(self):
+    self.data.check()
+
+  def build(self, global_batch_size, seed):
+    del seed  # Initialisers are seeded by the training loop.
+    self.global_batch_size = global_batch_size
+    self.input_shape = self.data.input_shape
+    self.g1 = self.encoder_cls(name='g1')
+    self.head = keras.layers.Dense(self.num_classes, name='head')
+    self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
+    self.variables = self.g1.trainable_variables + self.head.trainable_variables
+    self.optimizer = keras.optimizers.Adam(self.learning_rate)
+    self.optimizer.build(self.variables)
+
+  def dataset_fn(self, global_batch_size, seed, start_step):
+    return lambda ctx: self.data.train_dataset(global_batch_size, seed, ctx, start_step)
+
+  def trackables(self):
+    return {'g1': self.g1, 'head': self.head, 'optimizer': self.optimizer}
+
+  def train_step(self, batch):
+    """One Adam step on the global mean cross-entropy (replica context)."""
+    x1, labels = batch['x1'], batch['label']
+    with tf.GradientTape() as tape:
+      logits = self.head(self.g1(x1, training=True), training=True)
+      per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                    logits=logits)
+      # This replica's share of the global mean: gradients are summed over replicas.
+      replica_loss = tf.reduce_sum(per_example) / self.global_batch_size
+    grads = tape.gradient(replica_loss, self.variables)
+    loss = distribute.all_reduce_sum(replica_loss)
+    grad_norm, finite = tasks.apply_if_finite(self.optimizer, loss, grads, self.variables)
+    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+    accuracy = distribute.all_reduce_sum(correct) / self.global_batch_size
+    return {'loss': loss, 'accuracy': accuracy, 'grad_norm': grad_norm, 'finite': finite}
+
+  def evaluate(self, step):
+    del step
+    x1_tr, _, y_tr = self.data.eval_split('train')
+    x1_te, _, y_te = self.data.eval_split('test')
+    start = time.time()
+    f_tr, f_te = tasks.encode(self.g1, x1_tr), tasks.encode(self.g1, x1_te)
+    results = {'eval/encode_seconds': time.time() - start}
+    logits = self.head(tf.constant(f_te), training=False)
+    results['head/test_accuracy'] = float(np.mean(np.argmax(logits, -1) == y_te))
+    results['head/test_cross_entropy'] = float(tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_te, logits=logits)))
+    probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
+    results['probe/test_accuracy'] = probe['test_accuracy']
+    results['probe/train_accuracy'] = probe['train_accuracy']
+    results['probe/seconds'] = probe['seconds']
+    return results
+
+  def export_model(self):
+    return self.g1, self.input_shape
+
+  def metadata(self):
+    return {'task': self.name, 'dataset': self.data.dataset,
+            'encoder': getattr(self.encoder_cls, '__name__', str(self.encoder_cls)),
+            'learning_rate': self.learning_rate}

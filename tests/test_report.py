@@ -1,0 +1,314 @@
+"""Aggregation, claim checks, figures and REPRODUCTION.md on synthetic runs and tables."""
+
+import copy
+import json
+import math
+import struct
+
+import pytest
+
+from mi_tf import report
+
+ACC = report.ACC
+
+
+def _records(curves, split='eval'):
+  """{metric: {step: value}} -> metrics.jsonl records."""
+  return [{'step': step, 'split': split, 'metric': m, 'value': v}
+          for m, by_step in curves.items() for step, v in by_step.items()]
+
+
+def _table(spec, seeds=3, spread=0.001):
+  """{setting: {metric: {step: value}}} -> Table; seed k gets value + (k - 1) * spread, so the
+  mean over seeds is the value and the SD is spread (for 3 seeds)."""
+  by_setting = {}
+  for setting, curves in spec.items():
+    for k in range(seeds):
+      shifted = {m: {s: v + (k - 1) * spread for s, v in c.items()} for m, c in curves.items()}
+      by_setting.setdefault(setting, {})[k] = _records(shifted)
+  return report.Table(report.aggregate(by_setting))
+
+
+def _paper_like():
+  """Curves with the paper's qualitative results: every claim should pass."""
+  spec = {
+      'baseline_pixels': {ACC: {0: 0.848}},
+      'baseline_pixels_noisy': {ACC: {0: 0.838}},
+      'sec3_1_adversarial': {ACC: {0: 0.85, 4000: 0.80}},
+      'sec3_1_adversarial_colab_lr': {ACC: {0: 0.85, 4000: 0.70}},
+  }
+  for s in ('sec3_1_realnvp', 'sec3_1_realnvp_nwj'):
+    spec[s] = {ACC: {0: 0.85, 20000: 0.89}, 'I_EST/test': {0: 1.0, 20000: 4.4}}
+  for s in ('sec3_1_resmlp', 'sec3_1_resmlp_nwj'):
+    spec[s] = {ACC: {0: 0.838, 20000: 0.88}, 'jacobian/log_cond_median': {0: 0.0, 20000: 3.0}}
+  for est in ('infonce', 'nwj'):
+    for critic, acc, value in (('bilinear', 0.88, 3.0), ('separable', 0.87, 3.2),
+                               ('concat', 0.80, 6.0)):
+      key = 'I_NWJ/test' if est == 'nwj' else 'I_NCE/test'
+      spec[f'sec3_2_critics_{critic}_{est}'] = {ACC: {0: 0.8, 20000: acc},
+                                               key: {0: 0.0, 20000: value}}
+    for t in (2, 4):
+      for enc, acc in (('mlp', 0.86), ('convnet', 0.93)):
+        spec[f'sec3_3_encoders_{enc}_{est}_t{t}'] = {
+            ACC: {0: 0.8, 20000: acc}, 'I_EST/train': {0: 0.0, 20000: t + 0.02},
+            'I_EST/test': {0: 0.0, 20000: t - 0.1}}
+  for s, value, se in (('sec4_noniid', 0.18, 0.0045), ('sec4_noniid_nwj', 0.097, 0.0033),
+                       ('sec4_iid', 0.0209, 0.00055), ('sec4_iid_nwj', 0.0210, 0.00054)):
+    spec[s] = {'I_EST/eval': {0: 0.0, 20000: value}, 'I_EST/eval_se': {20000: se},
+               'true_mi': {0: report.TRUE_MI_SEC4, 20000: report.TRUE_MI_SEC4}}
+  return spec
+
+
+def _spread_table(spec):
+  # Sec. 4 seeds agree to ~1e-4; the image settings to ~1e-3.
+  sec4 = {k: v for k, v in spec.items() if k.startswith('sec4_')}
+  rest = {k: v for k, v in spec.items() if not k.startswith('sec4_')}
+  rows = report.aggregate({**_by_setting(rest, 0.001), **_by_setting(sec4, 0.0001)})
+  return report.Table(rows)
+
+
+def _by_setting(spec, spread, seeds=3):
+  out = {}
+  for setting, curves in spec.items():
+    for k in range(seeds):
+      shifted = {m: {s: v + (k - 1) * spread for s, v in c.items()} for m, c in curves.items()}
+      out.setdefault(setting, {})[k] = _records(shifted)
+  return out
+
+
+# ---------------------------------------------------------------- aggregation
+
+def _write_run(path, records, final=True, config='train.seed = 0\n'):
+  path.mkdir(parents=True)
+  (path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  (path / 'config.gin').write_text(config)
+  (path / 'run_info.json').write_text(json.dumps({'seed': 0, 'sessions': [{'host': 'h'}]}))
+  if final:
+    last = max(r['step'] for r in records)
+    (path / 'final_metrics.json').write_text(json.dumps(
+        {'step': last, 'wall_seconds_this_session': 60.0}))
+
+
+def test_aggregate_metrics_files_with_known_means_and_sds(tmp_path):
+  # Seed k: accuracy 0.80 + 0.01 k at step 0 and 0.90 + 0.02 k at step 1000 -> means 0.81,
+  # 0.92, SDs 0.01, 0.02; one seed's I_NWJ is -inf (a string in metrics.jsonl).
+  for k in range(3):
+    records = _records({ACC: {0: 0.80 + 0.01 * k, 1000: 0.90 + 0.02 * k},
+                        'I_NWJ/test': {0: 1.0 + k, 1000: '-inf' if k == 2 else 2.0 + k},
+                        'eval/seconds': {0: 5.0, 1000: 5.0}})
+    records += _records({'loss': {500: -1.0 - k, 600: 7.0}}, split='train')
+    _write_run(tmp_path / 'setting_a' / f'seed{k}', records)
+  # An unfinished run: listed, never aggregated.
+  _write_run(tmp_path / 'setting_a' / 'seed3', _records({ACC: {0: 0.0}}), final=False)
+
+  runs = report.load_runs(tmp_path)
+  assert sorted(runs['setting_a']) == [0, 1, 2, 3]
+  assert not runs['setting_a'][3]['finished']
+  finished = {'setting_a': {k: r['records'] for k, r in runs['setting_a'].items()
+                            if r['finished']}}
+  table = report.Table(report.aggregate(finished, train_stride=500))
+
+  acc = table.curve('setting_a', ACC)
+  assert sorted(acc) == [0, 1000]
+  assert acc[0]['n'] == 3
+  assert acc[0]['mean'] == pytest.approx(0.81) and acc[0]['sd'] == pytest.approx(0.01)
+  assert acc[1000]['mean'] == pytest.approx(0.92) and acc[1000]['sd'] == pytest.approx(0.02)
+  assert (acc[1000]['min'], acc[1000]['max']) == pytest.approx((0.90, 0.94))
+  nwj = table.final('setting_a', 'I_NWJ/test')
+  assert nwj['mean'] == -math.inf and nwj['n_nonfinite'] == 1 and math.isnan(nwj['sd'])
+  assert table.first('setting_a', 'I_NWJ/test')['mean'] == pytest.approx(2.0)
+  loss = table.curve('setting_a', 'loss', split='train')
+  assert sorted(loss) == [500]  # Step 600 is off the stride; timings are left out.
+  assert loss[500]['mean'] == pytest.approx(-2.0) and loss[500]['sd'] == pytest.approx(1.0)
+  assert not table.curve('setting_a', 'eval/seconds')
+  assert table.n_seeds('setting_a') == 3
+
+  path = tmp_path / 'curves.csv'
+  report.write_csv(table.rows, path)
+  again = report.Table.from_csv(path)
+  assert again.final('setting_a', ACC)['mean'] == pytest.approx(0.92)
+  assert again.final('setting_a', 'I_NWJ/test')['mean'] == -math.inf
+
+
+def test_single_seed_has_no_sd_and_probe_and_sec4_runs_load(tmp_path):
+  probe_dir = tmp_path / 'baseline_pixels' / 'seed0'
+  probe_dir.mkdir(parents=True)
+  (probe_dir / 'probe_result.json').write_text(json.dumps(
+      {'test_accuracy': 0.8482, 'train_accuracy': 0.848, 'seconds': 20.0}))
+  toy = _records({'I_EST/eval': {0: 0.1}, 'I_EST/eval_sd': {0: 0.02}})
+  _write_run(tmp_path / 'sec4_iid' / 'seed0', toy, config='GaussianToy.eval_batches = 100\n')
+  runs = report.load_runs(tmp_path)
+  assert runs['baseline_pixels'][0]['kind'] == 'probe'
+  table = report.Table(report.aggregate(
+      {s: {k: r['records'] for k, r in v.items()} for s, v in runs.items()}))
+  row = table.final('baseline_pixels', ACC)
+  assert row['mean'] == pytest.approx(0.8482) and row['n'] == 1 and math.isnan(row['sd'])
+  assert table.final('sec4_iid', 'I_EST/eval_se')['mean'] == pytest.approx(0.002)
+
+
+# ---------------------------------------------------------------- claims
+
+def test_every_claim_passes_on_paper_like_results():
+  results = report.check_claims(_spread_table(_paper_like()))
+  assert [r['status'] for r in results] == ['PASS'] * 6, [
+      (r['id'], r['checks'], r['notes']) for r in results if r['status'] != 'PASS']
+  for r in results:
+    assert r['numbers'] and r['n_seeds'] and all(n == 3 for n in r['n_seeds'].values())
+
+
+def _set(spec, setting, metric, step, value):
+  spec = copy.deepcopy(spec)
+  spec[setting][metric][step] = value
+  return spec
+
+
+@pytest.mark.parametrize('claim_id, setting, metric, step, value', [
+    (1, 'sec3_1_realnvp', ACC, 20000, 0.84),                    # below pixels
+    (1, 'sec3_1_realnvp_nwj', 'I_EST/test', 20000, 0.5),        # I_EST falls
+    (2, 'sec3_1_adversarial', ACC, 4000, 0.86),                 # above pixels
+    (3, 'sec3_1_resmlp', 'jacobian/log_cond_median', 20000, -0.1),
+    (3, 'sec3_1_resmlp_nwj', ACC, 20000, 0.83),                 # accuracy falls
+    (4, 'sec3_2_critics_separable_infonce', ACC, 20000, 0.79),  # below the MLP critic
+    (4, 'sec3_2_critics_bilinear_nwj', 'I_NWJ/test', 20000, 7.0),  # above the MLP critic
+    (5, 'sec3_3_encoders_convnet_nwj_t4', ACC, 20000, 0.85),    # ConvNet below MLP
+    (5, 'sec3_3_encoders_mlp_infonce_t4', 'I_EST/train', 20000, 3.0),  # not matched
+    (6, 'sec4_iid', 'I_EST/eval', 20000, 0.0240),               # i.i.d. above true MI
+    (6, 'sec4_noniid_nwj', 'I_EST/eval', 20000, 0.0215),        # non-i.i.d. not clearly above
+])
+def test_each_claim_fails_when_its_result_does_not_hold(claim_id, setting, metric, step, value):
+  table = _spread_table(_set(_paper_like(), setting, metric, step, value))
+  results = {r['id']: r for r in report.check_claims(table)}
+  assert results[claim_id]['status'] == 'FAIL'
+  assert any(not c['ok'] for c in results[claim_id]['checks'])
+  others = [r['status'] for i, r in results.items() if i != claim_id]
+  assert others == ['PASS'] * 5
+
+
+@pytest.mark.parametrize('claim_id, dropped', [
+    (1, 'baseline_pixels'), (1, 'sec3_1_realnvp_nwj'), (2, 'sec3_1_adversarial'),
+    (3, 'sec3_1_resmlp'), (4, 'sec3_2_critics_concat_nwj'),
+    (5, 'sec3_3_encoders_convnet_infonce_t2'), (6, 'sec4_iid_nwj')])
+def test_missing_runs_give_insufficient_data(claim_id, dropped):
+  spec = _paper_like()
+  del spec[dropped]
+  result = {r['id']: r for r in report.check_claims(_spread_table(spec))}[claim_id]
+  assert result['status'] == 'INSUFFICIENT_DATA'
+  assert any(dropped in note for note in result['notes'])
+
+
+def test_claim6_needs_two_seeds_for_its_tolerance():
+  spec = {k: v for k, v in _paper_like().items() if k.startswith('sec4_')}
+  result = report.claim6(report.Table(report.aggregate(_by_setting(spec, 0.0, seeds=1))))
+  assert result['status'] == 'INSUFFICIENT_DATA'
+  assert any('n=1' in label for label, _ in result['numbers'])
+
+
+def test_claim6_tolerance_counts_the_shared_evaluation_noise():
+  # Seeds agree to 6e-5 but the i.i.d. estimate is 6e-4 above the true MI: within 3 x the
+  # evaluation standard error (5.4e-4) of the fixed evaluation batches, so not "exceeding".
+  spec = {k: v for k, v in _paper_like().items() if k.startswith('sec4_')}
+  spec['sec4_iid_nwj']['I_EST/eval'][20000] = report.TRUE_MI_SEC4 + 0.0006
+  table = report.Table(report.aggregate(_by_setting(spec, 0.00006)))
+  assert report.claim6(table)['status'] == 'PASS'
+  spec['sec4_iid_nwj']['I_EST/eval_se'][20000] = 0.0
+  table = report.Table(report.aggregate(_by_setting(spec, 0.00006)))
+  assert report.claim6(table)['status'] == 'FAIL'
+
+
+# ---------------------------------------------------------------- figures and markdown
+
+def _png_size(path):
+  with open(path, 'rb') as f:
+    header = f.read(24)
+  assert header[:8] == b'\x89PNG\r\n\x1a\n'
+  return struct.unpack('>II', header[16:24])
+
+
+def test_figures_from_a_tiny_aggregated_table(tmp_path):
+  table = _table(_paper_like())
+  paths = report.write_figures(table, tmp_path / 'figures')
+  assert set(paths) == set(report.FIGURES)
+  wide = {'fig2': report.FIGSIZE_3, 'fig5': report.FIGSIZE_3, 'fig3': report.FIGSIZE_2,
+          'fig6': report.FIGSIZE_2, 'fig7': report.FIGSIZE_2}
+  for name, path in paths.items():
+    assert path is not None, name
+    size = wide.get(name, report.FIGSIZE_1)
+    assert _png_size(path) == (round(size[0] * report.DPI), round(size[1] * report.DPI)), name
+    assert (tmp_path / 'figures' / f'{name}.png').stat().st_size > 5000
+
+
+def test_a_figure_without_data_is_not_drawn(tmp_path):
+  table = _table({'sec4_iid': _paper_like()['sec4_iid']})
+  paths = report.write_figures(table, tmp_path)
+  assert paths['fig4c'] and not paths['fig1a']
+  assert not (tmp_path / 'fig1a.png').exists()
+
+
+def test_figures_are_logged_to_tensorboard(tmp_path):
+  table = _table({'sec4_iid': _paper_like()['sec4_iid']})
+  paths = report.write_figures(table, tmp_path / 'figures')
+  report.write_tensorboard_images(paths, str(tmp_path / 'tb'))
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'), size_guidance={'tensors': 0})
+  acc.Reload()
+  assert 'fig4c' in acc.Tags()['tensors']
+
+
+def test_generated_section_replaces_only_its_markers():
+  new = report.replace_generated(None, 'first')
+  assert new.startswith('# Reproduction') and 'first' in new
+  hand = 'Hand-written intro.\n\n' + new.split('\n', 1)[1] + '\nHand-written end.\n'
+  again = report.replace_generated(hand, 'second')
+  assert 'first' not in again and 'second' in again
+  assert again.startswith('Hand-written intro.') and again.endswith('Hand-written end.\n')
+  assert again.count(report.END_MARK) == 1
+  appended = report.replace_generated('# Notebook\n\nText.\n', 'third')
+  assert appended.startswith('# Notebook\n\nText.\n') and appended.rstrip().endswith(
+      report.END_MARK)
+
+
+def test_write_report_end_to_end_on_synthetic_runs(tmp_path):
+  runs_dir, out = tmp_path / 'runs', tmp_path / 'repo'
+  spec = _paper_like()
+  for setting in ('sec4_iid', 'sec4_noniid', 'sec3_2_critics_bilinear_nwj'):
+    for k in range(2):
+      records = _records({m: {s: v + 0.0001 * k for s, v in c.items()}
+                          for m, c in spec[setting].items()})
+      _write_run(runs_dir / setting / f'seed{k}', records)
+  (out).mkdir()
+  (out / 'REPRODUCTION.md').write_text('# Lab notebook\n\nKept.\n')
+
+  class _Run:  # The runner's plan: one planned run that never started.
+    def __init__(self, name, seed):
+      self.setting = type('S', (), {'name': name})()
+      self.seed = seed
+
+  result = report.write_report(str(runs_dir), str(out), [_Run('sec3_1_resmlp', 0)],
+                               command='python -m mi_tf.reproduce report ...')
+  text = (out / 'REPRODUCTION.md').read_text()
+  assert text.startswith('# Lab notebook\n\nKept.\n')
+  assert '| 6 |' in text and 'sec4_iid' in text and 'INSUFFICIENT_DATA' in text
+  assert '| sec3_1_resmlp | 0 |' in text  # Missing run listed.
+  assert (out / 'results' / 'curves.csv').stat().st_size > 0
+  summary = json.loads((out / 'results' / 'summary.json').read_text())
+  assert [c['id'] for c in summary['claims']] == [1, 2, 3, 4, 5, 6]
+  assert (out / 'figures' / 'fig4c.png').exists()
+  assert result['claims'][5]['n_seeds']['sec4_iid'] == 2
+  report.write_report(str(runs_dir), str(out), command='again')
+  text = (out / 'REPRODUCTION.md').read_text()
+  assert text.count(report.END_MARK) == 1 and 'Kept.' in text
+
+
+def test_report_flags_seeds_run_with_different_configs(tmp_path):
+  runs_dir = tmp_path / 'runs'
+  records = _records({ACC: {0: 0.8, 4: 0.9}})
+  _write_run(runs_dir / 'sec3_1_resmlp' / 'seed0', records, config='train.seed = 0\na = 1\n')
+  _write_run(runs_dir / 'sec3_1_resmlp' / 'seed1', records, config='train.seed = 1\na = 1\n')
+  _write_run(runs_dir / 'sec3_1_resmlp_nwj' / 'seed0', records, config='train.seed = 0\na = 1\n')
+  _write_run(runs_dir / 'sec3_1_resmlp_nwj' / 'seed1', records, config='train.seed = 1\na = 2\n')
+  report.write_report(str(runs_dir), str(tmp_path))
+  lines = (tmp_path / 'REPRODUCTION.md').read_text().splitlines()
+  row = [line for line in lines if line.startswith('| sec3_1_resmlp |')][0]
+  row_nwj = [line for line in lines if line.startswith('| sec3_1_resmlp_nwj |')][0]
+  assert '| 2 | 4 |' in row and 'differ' not in row
+  assert 'configs differ across seeds' in row_nwj

@@ -1,0 +1,178 @@
+"""The sweep runner: suites, plan, commands, skip-finished, resume, failures, progress."""
+
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import GIN_DIR, REPO, TINY_BINDINGS
+from mi_tf import metrics_log
+from mi_tf import reproduce
+from mi_tf import train_lib
+
+
+def test_the_mnist_and_cifar10_suites_hold_every_experiment_gin_file():
+  stems = {p.stem for p in GIN_DIR.glob('*.gin')}
+  mnist = set(reproduce.SUITES['mnist']) - set(reproduce.PROBE_BASELINES)
+  cifar = set(reproduce.SUITES['cifar10']) - set(reproduce.PROBE_BASELINES)
+  assert mnist == {s for s in stems if not s.startswith('cifar10')}
+  assert cifar == {s for s in stems if s.startswith('cifar10')}
+  assert {'baseline_pixels', 'baseline_pixels_noisy'} <= set(reproduce.SUITES['mnist'])
+  sections = [s for name in ('baselines', 'sec3_1', 'sec3_2', 'sec3_3', 'sec4')
+              for s in reproduce.SUITES[name]]
+  assert sorted(sections) == sorted(reproduce.SUITES['mnist'])
+
+
+def test_plan_is_seed_major_with_one_seed_for_realnvp(tmp_path):
+  settings = reproduce.suite_settings(['mnist'])
+  runs = reproduce.plan(settings, 3, tmp_path)
+  n = len(settings)
+  assert len(runs) == 3 * n - 2 * 2  # The two RealNVP settings: seed 0 only.
+  assert [r.seed for r in runs[:n]] == [0] * n
+  realnvp = [r for r in runs if r.setting.name.startswith('sec3_1_realnvp')]
+  assert [r.seed for r in realnvp] == [0, 0]
+  runs = reproduce.plan(settings, 2, tmp_path, {'sec3_1_realnvp': 3})
+  assert [r.seed for r in runs if r.setting.name == 'sec3_1_realnvp'] == [0, 1, 2]
+  assert runs[0].model_dir == os.path.join(tmp_path, 'baseline_pixels', 'seed0')
+  with pytest.raises(ValueError, match='Unknown suite'):
+    reproduce.suite_settings(['mnits'])
+  with pytest.raises(ValueError, match='Unknown setting'):
+    reproduce.suite_settings([], ['sec4_iid,sec4_idd'])
+
+
+def test_dry_run_prints_one_command_per_unfinished_run(tmp_path, capsys):
+  finished = tmp_path / 'sec4_iid' / 'seed1'
+  finished.mkdir(parents=True)
+  (finished / 'final_metrics.json').write_text('{}')
+  rc = reproduce.main(['run', '--suite=sec4', '--settings=baseline_pixels_noisy', '--seeds=2',
+                       f'--runs_dir={tmp_path}', '--dry_run',
+                       '--gin_bindings=train.num_steps = 4'])
+  assert rc == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 5 * 2 - 1
+  assert not any('sec4_iid/seed1' in line for line in lines)
+  first = shlex.split(lines[0])
+  assert first == ['python', 'train.py', '--gin_file=gin/sec4_noniid.gin',
+                   f'--model_dir={tmp_path}/sec4_noniid/seed0', '--seed=0',
+                   '--gin_bindings=train.num_steps = 4']
+  probe = [line for line in lines if 'eval_probe.py' in line][0]
+  assert probe.startswith(f'mkdir -p {tmp_path}/baseline_pixels_noisy/seed0 && python ')
+  assert '--noise_std=0.05' in probe and '--seed=0' in probe
+
+
+def test_failures_file_is_updated_and_cleared(tmp_path):
+  reproduce._update_failures(str(tmp_path), 'a/seed0', {'returncode': 1})
+  reproduce._update_failures(str(tmp_path), 'b/seed1', {'returncode': 2})
+  assert set(reproduce.read_failures(str(tmp_path))) == {'a/seed0', 'b/seed1'}
+  reproduce._update_failures(str(tmp_path), 'a/seed0', None)
+  assert set(reproduce.read_failures(str(tmp_path))) == {'b/seed1'}
+
+
+def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_path):
+  """2 settings x 2 seeds at TINY_BINDINGS: one finished (skipped), one interrupted at step
+  2 (resumed), one whose directory holds another config (fails: reported, the others go
+  on), one new. Three subprocesses."""
+  runs_dir = tmp_path / 'runs'
+  toy, mnist = 'sec4_noniid', 'sec3_2_critics_bilinear_infonce'
+  settings = reproduce.suite_settings([], [f'{toy},{mnist}'])
+  runs = reproduce.plan(settings, 2, runs_dir)
+  assert [r.key for r in runs] == [f'{toy}/seed0', f'{mnist}/seed0', f'{toy}/seed1',
+                                   f'{mnist}/seed1']
+  bindings = list(TINY_BINDINGS)
+
+  # What train.py does for `--gin_file=gin/<toy>.gin --seed=k --gin_bindings=...`.
+  def train_in_process(seed):
+    model_dir = runs_dir / toy / f'seed{seed}'
+    train_lib.train_with_gin(str(model_dir), [str(GIN_DIR / f'{toy}.gin')],
+                             bindings + [f'train.seed = {seed}'])
+    return model_dir
+
+  finished = train_in_process(0)
+  finished_mtime = (finished / 'final_metrics.json').stat().st_mtime_ns
+  interrupted = train_in_process(1)  # Then "killed" after the checkpoint at step 2.
+  for path in interrupted.glob('checkpoints/ckpt-4.*'):
+    path.unlink()
+  (interrupted / 'final_metrics.json').unlink()
+  assert reproduce.state(runs[2]) == 'partial' and reproduce.checkpoint_step(
+      runs[2].model_dir) == 2
+  broken = runs_dir / mnist / 'seed0'
+  broken.mkdir(parents=True)
+  (broken / 'config.gin').write_text('train.num_steps = 1\n')  # Another run's config.
+
+  out = io.StringIO()
+  summary = reproduce.run_all(runs, runs_dir, REPO, gin_bindings=bindings, out=out)
+  text = out.getvalue()
+
+  assert summary['skipped'] == [f'{toy}/seed0']
+  assert summary['failed'] == [f'{mnist}/seed0']
+  assert summary['completed'] == [f'{toy}/seed1', f'{mnist}/seed1']
+  assert (finished / 'final_metrics.json').stat().st_mtime_ns == finished_mtime
+  # Resumed from step 2: a second session, every evaluation exactly once.
+  info = json.loads((interrupted / 'run_info.json').read_text())
+  assert [s['start_step'] for s in info['sessions']] == [0, 2]
+  evals = [r['step'] for r in metrics_log.read(str(interrupted))
+           if r['split'] == 'eval' and r['metric'] == 'I_EST/eval']
+  assert evals == [0, 2, 4]
+  assert json.loads((interrupted / 'final_metrics.json').read_text())['step'] == 4
+  new = runs_dir / mnist / 'seed1'
+  assert json.loads((new / 'final_metrics.json').read_text())['step'] == 4
+  assert (new / 'export' / 'saved_model.pb').is_file()
+  assert 'train.num_steps = 4' in (new / 'config.gin').read_text()
+  assert '==== ' in (new / 'runner.log').read_text()
+  # The failure: recorded with its log tail, reported in the progress output.
+  failures = reproduce.read_failures(str(runs_dir))
+  assert list(failures) == [f'{mnist}/seed0']
+  assert failures[f'{mnist}/seed0']['returncode'] == 1
+  assert 'different gin config' in failures[f'{mnist}/seed0']['error']
+  assert failures[f'{mnist}/seed0']['tail']
+  assert f'[1/4] {toy} seed0 (finished: skipped)' in text
+  assert f'[2/4] {mnist} seed0 (resume' in text or f'[2/4] {mnist} seed0 (restart' in text
+  assert f'[3/4] {toy} seed1 (resume from step 2) elapsed' in text
+  assert 'ETA' in text and f'[2/4] {mnist} seed0 FAILED (exit status 1)' in text
+  assert 'RunDirError' in text
+  assert '2 completed, 1 already finished, 1 failed' in text
+  history = reproduce.read_history(str(runs_dir))
+  assert [h['key'] for h in history] == [f'{mnist}/seed0', f'{toy}/seed1', f'{mnist}/seed1']
+  rows = dict((k, s) for k, s, _ in reproduce.status_table(runs, str(runs_dir)))
+  assert rows == {f'{toy}/seed0': 'finished', f'{mnist}/seed0': 'failed',
+                  f'{toy}/seed1': 'finished', f'{mnist}/seed1': 'finished'}
+
+  # A second pass has nothing left but the failed run; with its directory fixed (moved
+  # away) it would run again. Here: a pass over the finished runs only starts nothing.
+  out = io.StringIO()
+  again = reproduce.run_all([runs[0], runs[2], runs[3]], runs_dir, REPO,
+                            gin_bindings=bindings, out=out)
+  assert again['skipped'] == [runs[0].key, runs[2].key, runs[3].key]
+  assert not again['completed'] and not again['failed']
+  shutil.rmtree(broken)
+
+
+def test_a_run_that_another_process_is_training_is_left_alone(tmp_path):
+  settings = reproduce.suite_settings([], ['sec4_iid'])
+  run = reproduce.plan(settings, 1, tmp_path)[0]
+  os.makedirs(run.model_dir)
+  (tmp_path / 'sec4_iid' / 'seed0' / 'config.gin').write_text('')  # Started by hand.
+  # A stand-in for `python train.py ... --model_dir=<relative path>` started elsewhere.
+  proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)',
+                           '--model_dir=sec4_iid/seed0'], cwd=str(tmp_path))
+  try:
+    deadline = time.time() + 10
+    while reproduce.live_process(run.model_dir) is None and time.time() < deadline:
+      time.sleep(0.1)
+    assert reproduce.live_process(run.model_dir) == proc.pid
+    out = io.StringIO()
+    summary = reproduce.run_all([run], tmp_path, REPO, out=out)
+    assert summary['busy'] == [run.key] and not summary['failed']
+    assert f'busy: process {proc.pid} is running it' in out.getvalue()
+    assert not (tmp_path / 'sec4_iid' / 'seed0' / reproduce.RUNNER_LOG).exists()
+    assert reproduce.status_table([run], str(tmp_path))[0][1] == 'running'
+  finally:
+    proc.kill()
+    proc.wait()
+  assert reproduce.live_process(run.model_dir) is None
