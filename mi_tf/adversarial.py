@@ -45,18 +45,19 @@ import keras
 _LOG = logging.getLogger(__name__)
 
 
-def _mean_ce(labels_or_probs, logits, global_batch_size, uniform=False):
-  """This replica's share of the global mean cross-entropy (sums to the mean over replicas).
-
-  labels_or_probs: int labels [b] (uniform=False); ignored for uniform=True, where the
-  target is the uniform distribution over the classes: -1/C sum_c log softmax(logits)_c.
-  """
-  if uniform:
-    per_example = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
-  else:
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels_or_probs, logits=logits)
+def _replica_mean(per_example, global_batch_size):
+  """This replica's share of the global batch mean (the shares sum to the mean)."""
   return tf.reduce_sum(per_example) / global_batch_size
+
+
+def cross_entropy(labels, logits):
+  """CE(y, softmax(logits)) per example: [b], [b, C] -> [b]."""
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def cross_entropy_to_uniform(logits):
+  """CE(uniform, softmax(logits)) = -1/C sum_c log softmax(logits)_c per example: -> [b]."""
+  return -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
 
 
 @gin.configurable
@@ -110,7 +111,6 @@ class AdversarialInvertible(tasks.Task):
     self.encoder_optimizer = keras.optimizers.Adam(self.encoder_learning_rate)
     self.encoder_optimizer.build(self.g1.trainable_variables)
     self.warmup_updates = 0  # Head steps run by ``warm_up`` in this process (for tests).
-    self._eval_fns = None
 
   def trackables(self):
     return {'g1': self.g1, 'head': self.head, 'head_optimizer': self.head_optimizer,
@@ -137,8 +137,8 @@ class AdversarialInvertible(tasks.Task):
   def _head_update(self, x_code, labels):
     """One Adam step of the head on codes [b, D] (replica context); -> (loss, finite)."""
     with tf.GradientTape() as tape:
-      replica_loss = _mean_ce(labels, self.head(x_code, training=True),
-                              self.global_batch_size)
+      replica_loss = _replica_mean(
+          cross_entropy(labels, self.head(x_code, training=True)), self.global_batch_size)
     variables = self.head.trainable_variables
     grads = tape.gradient(replica_loss, variables)
     loss = distribute.all_reduce_sum(replica_loss)
@@ -194,7 +194,7 @@ class AdversarialInvertible(tasks.Task):
     variables = self.g1.trainable_variables
     with tf.GradientTape() as tape:
       logits = self.head(self.g1(x1[n_head], training=True), training=False)
-      replica_loss = _mean_ce(None, logits, self.global_batch_size, uniform=True)
+      replica_loss = _replica_mean(cross_entropy_to_uniform(logits), self.global_batch_size)
     grads = tape.gradient(replica_loss, variables)
     loss = distribute.all_reduce_sum(replica_loss)
     grad_norm, finite_e = tasks.apply_if_finite(self.encoder_optimizer, loss, grads, variables)
@@ -213,10 +213,9 @@ class AdversarialInvertible(tasks.Task):
     results = {'eval/encode_seconds': time.time() - start}
     logits = self.head(tf.constant(f_te), training=False)
     results['head/test_accuracy'] = float(np.mean(np.argmax(logits, -1) == y_te))
-    results['head/test_cross_entropy'] = float(tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_te, logits=logits)))
+    results['head/test_cross_entropy'] = float(tf.reduce_mean(cross_entropy(y_te, logits)))
     results['encoder/test_cross_entropy_to_uniform'] = float(
-        -tf.reduce_mean(tf.nn.log_softmax(logits)))
+        tf.reduce_mean(cross_entropy_to_uniform(logits)))
     results['head/updates'] = float(self.head_optimizer.iterations.numpy())
     results['encoder/updates'] = float(self.encoder_optimizer.iterations.numpy())
     if hasattr(self.g1, 'forward_log_det_jacobian'):

@@ -74,7 +74,8 @@ def test_residual_mlp_jacobian_matches_finite_differences(noisy_halves):
 def test_residual_mlp_is_the_identity_at_init_and_has_the_paper_layers(noisy_halves):
   model = ResidualMLP(name='g1')
   x = tf.constant(noisy_halves)
-  np.testing.assert_allclose(model(x).numpy(), noisy_halves.reshape(4, -1), atol=1e-4)
+  # Residual branches of ~1e-3 (392 inputs x stddev 1e-4): the identity up to 1e-2.
+  np.testing.assert_allclose(model(x).numpy(), noisy_halves.reshape(4, -1), atol=1e-2)
   assert len(model.trainable_variables) == 10  # 5 x (kernel 392x392, bias 392).
   assert all(v.shape in ((392, 392), (392,)) for v in model.trainable_variables)
   summary = conditioning.log_condition_summary(model, x)
