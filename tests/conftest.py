@@ -1,6 +1,7 @@
 """Shared test setup: real MNIST from ../shared/data, TF log noise off, gin cleared per test."""
 
 import os
+import sys
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -57,3 +58,24 @@ def _mock_cifar10_for_its_gin_files(request):
   import tfds_mock  # pylint: disable=g-import-not-at-top
   with tfds_mock.mock_dataset('cifar10', num_examples=512):
     yield
+
+
+_EXIT_STATUS = {}
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+  _EXIT_STATUS['code'] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  """Leaves without interpreter teardown once pytest has printed its summary.
+
+  TF 2.21 can deadlock at interpreter shutdown while destroying a leftover tf.data iterator
+  (seen here: the process waited forever in UnboundedThreadPool::~LogicalThreadWrapper after
+  printing "195 passed"), which would hang CI. Everything is reported and written by now.
+  """
+  if 'code' in _EXIT_STATUS:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS['code'])  # pylint: disable=protected-access
