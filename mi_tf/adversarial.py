@@ -32,11 +32,9 @@ import logging
 import time
 
 import gin
-import numpy as np
 import tensorflow as tf
 
 from mi_tf import distribute
-from mi_tf import probe as probe_lib
 from mi_tf import tasks
 from mi_tf.encoders import RealNVP
 
@@ -206,25 +204,18 @@ class AdversarialInvertible(tasks.Task):
 
   # ---- evaluation ----
   def evaluate(self, step):
-    x1_tr, _, y_tr = self.data.eval_split('train')
-    x1_te, _, y_te = self.data.eval_split('test')
-    start = time.time()
-    f_tr, f_te = tasks.encode(self.g1, x1_tr), tasks.encode(self.g1, x1_te)
-    results = {'eval/encode_seconds': time.time() - start}
-    logits = self.head(tf.constant(f_te), training=False)
-    results['head/test_accuracy'] = float(np.mean(np.argmax(logits, -1) == y_te))
-    results['head/test_cross_entropy'] = float(tf.reduce_mean(cross_entropy(y_te, logits)))
+    f_tr, y_tr, f_te, y_te, results = tasks.encode_eval_splits(self.data, self.g1)
+    head, logits = tasks.head_metrics(self.head, f_te, y_te)
+    results.update(head)
     results['encoder/test_cross_entropy_to_uniform'] = float(
         tf.reduce_mean(cross_entropy_to_uniform(logits)))
     results['head/updates'] = float(self.head_optimizer.iterations.numpy())
     results['encoder/updates'] = float(self.encoder_optimizer.iterations.numpy())
     if hasattr(self.g1, 'forward_log_det_jacobian'):
+      x1_te = self.data.eval_split('test')[0]
       results['encoder/log_det_jacobian'] = float(tf.reduce_mean(
           self.g1.forward_log_det_jacobian(tf.constant(x1_te[:1000]))))
-    probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
-    results['probe/test_accuracy'] = probe['test_accuracy']
-    results['probe/train_accuracy'] = probe['train_accuracy']
-    results['probe/seconds'] = probe['seconds']
+    results.update(tasks.probe_metrics(f_tr, y_tr, f_te, y_te))
     return results
 
   def export_model(self):

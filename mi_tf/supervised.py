@@ -12,14 +12,11 @@ Run: ``python train.py --gin_file=gin/baseline_supervised_mlp.gin --model_dir=DI
 ``python eval_probe.py --pixels [--noise_std=0.05]``.
 """
 
-import time
 
 import gin
-import numpy as np
 import tensorflow as tf
 
 from mi_tf import distribute
-from mi_tf import probe as probe_lib
 from mi_tf import tasks
 from mi_tf.encoders import MLP
 
@@ -84,19 +81,9 @@ class SupervisedBaseline(tasks.Task):
 
   def evaluate(self, step):
     del step
-    x1_tr, _, y_tr = self.data.eval_split('train')
-    x1_te, _, y_te = self.data.eval_split('test')
-    start = time.time()
-    f_tr, f_te = tasks.encode(self.g1, x1_tr), tasks.encode(self.g1, x1_te)
-    results = {'eval/encode_seconds': time.time() - start}
-    logits = self.head(tf.constant(f_te), training=False)
-    results['head/test_accuracy'] = float(np.mean(np.argmax(logits, -1) == y_te))
-    results['head/test_cross_entropy'] = float(tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_te, logits=logits)))
-    probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
-    results['probe/test_accuracy'] = probe['test_accuracy']
-    results['probe/train_accuracy'] = probe['train_accuracy']
-    results['probe/seconds'] = probe['seconds']
+    f_tr, y_tr, f_te, y_te, results = tasks.encode_eval_splits(self.data, self.g1)
+    results.update(tasks.head_metrics(self.head, f_te, y_te)[0])
+    results.update(tasks.probe_metrics(f_tr, y_tr, f_te, y_te))
     return results
 
   def export_model(self):

@@ -153,6 +153,52 @@ def encode(model, x, batch_size=1000):
   return np.concatenate(out)
 
 
+def encode_eval_splits(data, model):
+  """Frozen features model(X1) of the train and test evaluation splits of ``data``.
+
+  Args:
+    data: an ImageHalves.
+    model: the encoder g1, [N, ...] -> [N, D].
+  Returns:
+    (f_tr [N_tr, D], y_tr [N_tr], f_te [N_te, D], y_te [N_te], {'eval/encode_seconds': s}).
+  """
+  x1_tr, _, y_tr = data.eval_split('train')
+  x1_te, _, y_te = data.eval_split('test')
+  start = time.time()
+  f_tr, f_te = encode(model, x1_tr), encode(model, x1_te)
+  return f_tr, y_tr, f_te, y_te, {'eval/encode_seconds': time.time() - start}
+
+
+def probe_metrics(f_tr, y_tr, f_te, y_te):
+  """The paper's linear probe (mi_tf.probe) on frozen features, as evaluation metrics.
+
+  Args:
+    f_tr, f_te: features g1(X1) of the train and test splits, [N, D].
+    y_tr, y_te: their labels, [N].
+  Returns:
+    dict: probe/test_accuracy, probe/train_accuracy, probe/seconds.
+  """
+  probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
+  return {'probe/test_accuracy': probe['test_accuracy'],
+          'probe/train_accuracy': probe['train_accuracy'],
+          'probe/seconds': probe['seconds']}
+
+
+def head_metrics(head, f_te, y_te):
+  """Accuracy and cross-entropy of a trained linear head on test features.
+
+  Args:
+    head: a layer mapping features [N, D] to logits [N, C].
+    f_te: test features [N, D]; y_te: labels [N].
+  Returns:
+    (dict with head/test_accuracy and head/test_cross_entropy, logits [N, C]).
+  """
+  logits = head(tf.constant(f_te), training=False)
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_te, logits=logits)
+  return {'head/test_accuracy': float(np.mean(np.argmax(logits, -1) == y_te)),
+          'head/test_cross_entropy': float(tf.reduce_mean(ce))}, logits
+
+
 @gin.configurable
 class MIMaximization(Task):
   """max_{g1, g2, f} I_EST(g1(X1); g2(X2)) (Sec. 3), or min |I_EST - target| (Sec. 3.3).
@@ -282,10 +328,7 @@ class MIMaximization(Task):
       results[f'I_EST/{split}'] = results[
           f'I_NCE/{split}' if self.estimator == 'infonce' else f'I_NWJ/{split}']
     results['eval/encode_seconds'] = time.time() - start
-    probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
-    results['probe/test_accuracy'] = probe['test_accuracy']
-    results['probe/train_accuracy'] = probe['train_accuracy']
-    results['probe/seconds'] = probe['seconds']
+    results.update(probe_metrics(f_tr, y_tr, f_te, y_te))
     if self.condition_number_examples:
       start = time.time()
       results.update(conditioning.log_condition_summary(
