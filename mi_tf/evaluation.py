@@ -10,12 +10,16 @@ from mi_tf import probe as probe_lib
 
 
 def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_std=0.0,
-                      train_split='train', test_split='test', seed=0, batch_size=1000):
+                      train_split='train', test_split='test', seed=0, batch_size=1000,
+                      probe='paper'):
   """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
+
+  probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol) or 'converged'
+    (``mi_tf.probe.converged_probe``, issue 6).
 
   Returns:
     dict: train_accuracy, test_accuracy, feature_dim, train_size, test_size, seconds (total),
-    probe_seconds, source, dataset, noise_std.
+    probe_seconds, source, dataset, noise_std (and probe, when not 'paper').
 
   Raises:
     export.ExportError: not a SavedModel, or its input shape does not match the halves.
@@ -38,9 +42,10 @@ def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_st
                              for i in range(0, len(x), batch_size)])
 
     f_tr, f_te = features(x1_tr), features(x1_te)
-  result = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed)
+  result = probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol=probe, seed=seed)
+  extra = {} if probe == 'paper' else {'probe': probe}  # Paper results keep their keys.
   return {
-      'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
+      **extra, 'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
       'train_accuracy': result['train_accuracy'], 'test_accuracy': result['test_accuracy'],
       'feature_dim': result['feature_dim'], 'train_size': int(len(y_tr)),
       'test_size': int(len(y_te)), 'probe_seconds': result['seconds'],
