@@ -136,16 +136,7 @@ def graph_flops(graph):
 
 
 def _parse(gin_file, bindings):
-  gin.clear_config()
-  gin.add_config_file_search_path(GIN)
-  root = logging.getLogger()
-  level = root.level
-  root.setLevel(logging.CRITICAL)
-  try:
-    gin.parse_config_files_and_bindings([os.path.join(GIN, gin_file)], list(bindings),
-                                        finalize_config=False)
-  finally:
-    root.setLevel(level)
+  train_lib.parse_gin([os.path.join(GIN, gin_file)], bindings)
 
 
 def step_flops(gin_file, bindings, batch_size=128):
@@ -264,24 +255,21 @@ def probe_variants(include_tfp):
 def sklearn_converged(f_tr, y_tr, f_te, y_te):
   """Reference: scikit-learn lbfgs to tol 1e-8 on the same scaled features (slow)."""
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
-  from sklearn.preprocessing import MinMaxScaler  # pylint: disable=g-import-not-at-top
   start = time.time()
-  scaler = MinMaxScaler().fit(f_tr)
-  clf = LogisticRegression(C=10.0, tol=1e-8, max_iter=20000).fit(scaler.transform(f_tr), y_tr)
+  x_tr, x_te = probe_lib.scaled_features(f_tr, f_te)
+  clf = LogisticRegression(C=10.0, tol=1e-8, max_iter=20000).fit(x_tr, y_tr)
   return {'seconds': time.time() - start,
-          'test_accuracy': float(clf.score(scaler.transform(f_te), y_te)),
-          'train_accuracy': float(clf.score(scaler.transform(f_tr), y_tr)),
+          'test_accuracy': float(clf.score(x_te, y_te)),
+          'train_accuracy': float(clf.score(x_tr, y_tr)),
           'n_iter': int(np.max(clf.n_iter_))}
 
 
 def export_features(export_dir, x_tr, x_te):
+  from mi_tf import evaluation  # pylint: disable=g-import-not-at-top
   from mi_tf import export as export_lib  # pylint: disable=g-import-not-at-top
   encode, _ = export_lib.load_encoder(export_dir)
-
-  def features(x):
-    return np.concatenate([encode(x[i:i + 2000]).numpy() for i in range(0, len(x), 2000)])
-
-  return features(x_tr), features(x_te)
+  return (evaluation.batched_features(encode, x_tr, 2000),
+          evaluation.batched_features(encode, x_te, 2000))
 
 
 # ---------------------------------------------------------------- wall times

@@ -9,6 +9,16 @@ from mi_tf import export as export_lib
 from mi_tf import probe as probe_lib
 
 
+def batched_features(encode, x, batch_size=1000):
+  """``encode`` (a loaded SavedModel's g1) applied to a numpy array [N, ...] in batches.
+
+  Returns:
+    numpy features [N, D].
+  """
+  return np.concatenate([encode(x[i:i + batch_size]).numpy()
+                         for i in range(0, len(x), batch_size)])
+
+
 def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_std=0.0,
                       train_split='train', test_split='test', seed=0, batch_size=1000,
                       probe='paper'):
@@ -36,12 +46,8 @@ def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_st
           f'SavedModel {saved_model} expects inputs of shape {list(input_shape)}, but the '
           f'halves of {dataset!r} have shape {list(x1_tr.shape[1:])}. Was it trained on '
           'another dataset? Pass the matching --dataset.')
-
-    def features(x):
-      return np.concatenate([encode(x[i:i + batch_size]).numpy()
-                             for i in range(0, len(x), batch_size)])
-
-    f_tr, f_te = features(x1_tr), features(x1_te)
+    f_tr = batched_features(encode, x1_tr, batch_size)
+    f_te = batched_features(encode, x1_te, batch_size)
   result = probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol=probe, seed=seed)
   extra = {} if probe == 'paper' else {'probe': probe}  # Paper results keep their keys.
   return {

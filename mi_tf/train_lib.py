@@ -403,10 +403,10 @@ def _write_run_info(write_dir, seed, strategy, start_step, task):
 _SEARCH_PATHS = set()
 
 
-def train_with_gin(model_dir, gin_files=(), gin_bindings=(), **train_kwargs):
-  """Parses gin files and bindings, runs ``train(model_dir, ...)``, clears the config.
+def parse_gin(gin_files=(), gin_bindings=()):
+  """Clears gin, then parses gin files (their folders on the search path) and bindings.
 
-  Unknown configurables or parameters, and missing files, raise before anything is written.
+  Unknown configurables or parameters, and missing files, raise here.
   """
   from mi_tf import configurables  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   missing = [f for f in gin_files if not tf.io.gfile.exists(f)]
@@ -418,16 +418,24 @@ def train_with_gin(model_dir, gin_files=(), gin_bindings=(), **train_kwargs):
     if directory not in _SEARCH_PATHS:
       gin.add_config_file_search_path(directory)
       _SEARCH_PATHS.add(directory)
+  # gin logs an ERROR for each include it finds only on the search path: hide that noise.
+  gin_logger = logging.getLogger()
+  level = gin_logger.level
+  gin_logger.setLevel(logging.CRITICAL)
   try:
-    # gin logs an ERROR for each include it finds only on the search path: hide that noise.
-    gin_logger = logging.getLogger()
-    level = gin_logger.level
-    gin_logger.setLevel(logging.CRITICAL)
-    try:
-      gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
-                                          finalize_config=False)
-    finally:
-      gin_logger.setLevel(level)
+    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
+                                        finalize_config=False)
+  finally:
+    gin_logger.setLevel(level)
+
+
+def train_with_gin(model_dir, gin_files=(), gin_bindings=(), **train_kwargs):
+  """Parses gin files and bindings, runs ``train(model_dir, ...)``, clears the config.
+
+  Unknown configurables or parameters, and missing files, raise before anything is written.
+  """
+  try:
+    parse_gin(gin_files, gin_bindings)
     return train(model_dir, **train_kwargs)
   finally:
     gin.clear_config()

@@ -40,18 +40,16 @@ def main(argv=None):
   parser.add_argument('--data_dir', default=None)
   args = parser.parse_args(argv)
 
-  import gin  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mi_tf import configurables  # noqa: F401 pylint: disable=g-import-not-at-top,unused-import
   from mi_tf import data as data_lib  # pylint: disable=g-import-not-at-top
   from mi_tf import probe as probe_lib  # pylint: disable=g-import-not-at-top
   from mi_tf import tasks  # pylint: disable=g-import-not-at-top
+  from mi_tf import train_lib  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  gin.add_config_file_search_path(os.path.join(root, 'gin'))
-  gin.parse_config_files_and_bindings([os.path.join(root, args.gin_file)], [])
+  train_lib.parse_gin([os.path.join(root, args.gin_file)])
   task = tasks.MIMaximization()
   # As train_lib.train does before building the task: the step-0 weights of seed S.
   tf.keras.utils.set_random_seed(args.seed)
