@@ -18,6 +18,10 @@ Sections (each in the same process, so ratios compare like with like):
   data      mi_tf.data training stream: batches/s of 128, against the fastest consumer.
   probe     paper protocol (SAGA tol=0.1) vs the converged probe (mi_tf.probe), pixels and
             learned features of finished runs' exports.
+  breakdown where the RealNVP step's time goes (sec3_1_realnvp.gin, batch 128): the full step,
+            the forward loss alone, forward + gradients without the update, the Adam update
+            alone (the task's FusedAdam, and Keras's own Adam), and the step's dense-layer
+            matmuls alone (same shapes, no TFP/Keras).
   walltime  single-seed wall times of the finished MNIST runs (read only, /work/runs).
 """
 
@@ -38,6 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import gin  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -239,17 +244,28 @@ def probe_comparison(name, f_tr, y_tr, f_te, y_te, repeats, variants):
   return rows
 
 
-def probe_variants(include_tfp):
+def probe_variants(pixels, include_tfp):
+  """The probes compared: the paper's SAGA, the converged L-BFGS fit, its 'fast' protocol
+  (stopped at probe.FAST_TOLERANCE); on pixels also the XLA and (optionally) tfp solvers."""
   variants = [
       ('paper (SAGA tol=0.1)', probe_lib.linear_probe),
       ('converged (L-BFGS armijo, f64)', probe_lib.converged_probe),
-      ('converged (L-BFGS armijo, f64, XLA)',
-       lambda *a: probe_lib.converged_probe(*a, jit_compile=True)),
+      ('fast (L-BFGS armijo, f64, tol %g)' % probe_lib.FAST_TOLERANCE,
+       lambda *a: probe_lib.converged_probe(*a, tolerance=probe_lib.FAST_TOLERANCE)),
   ]
+  if pixels:
+    variants.append(('converged (L-BFGS armijo, f64, XLA)',
+                     lambda *a: probe_lib.converged_probe(*a, jit_compile=True)))
   if include_tfp:
     variants.append(('converged (tfp L-BFGS HZ, f64)',
                      lambda *a: probe_lib.converged_probe(*a, solver='tfp')))
   return variants
+
+
+def exported_settings(runs_dir):
+  """Every setting of runs_dir with a seed0/export (image encoders: the Sec. 4 toy has none)."""
+  return sorted(d for d in os.listdir(runs_dir)
+                if os.path.isdir(os.path.join(runs_dir, d, 'seed0', 'export')))
 
 
 def sklearn_converged(f_tr, y_tr, f_te, y_te):
@@ -270,6 +286,108 @@ def export_features(export_dir, x_tr, x_te):
   encode, _ = export_lib.load_encoder(export_dir)
   return (evaluation.batched_features(encode, x_tr, 2000),
           evaluation.batched_features(encode, x_te, 2000))
+
+
+# ---------------------------------------------------------------- RealNVP breakdown
+def _time_fn(fn, repeats, warmup=2):
+  for _ in range(warmup):
+    fn()
+  secs = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    secs.append(time.perf_counter() - start)
+  return median(secs)
+
+
+def realnvp_breakdown(gin_file='sec3_1_realnvp.gin', repeats=10, batch_size=128):
+  """ms per call of the RealNVP step and of its parts (a measurement, not a profile trace).
+
+  'matmuls only' runs the forward (3) and backward (6) matmuls of every shift MLP of both
+  encoders (2 x num_couplings MLPs of widths 196-512-512-196) as plain tf.linalg.matmul on
+  random tensors: the FLOP floor of the step without TFP's bijector bookkeeping, the
+  permutations, the critic/estimator and the optimizer.
+  """
+  _parse(gin_file, EVAL_BINDINGS)
+  try:
+    task = gin.query_parameter('train.task').scoped_configurable_fn()
+    num_couplings = gin.query_parameter('RealNVP.num_couplings')
+    hidden = tuple(gin.query_parameter('RealNVP.hidden_units'))
+    tf.keras.utils.set_random_seed(0)
+    task.check_inputs()
+    task.build(batch_size, 0)
+    batch = next(iter(task.dataset_fn(batch_size, 0, 0)(None)))
+  finally:
+    gin.clear_config()
+  variables = task.variables
+
+  @tf.function
+  def full_step():
+    return task.train_step(batch)['loss']
+
+  @tf.function
+  def forward():
+    return task.loss(batch)[0]
+
+  def gradients():
+    with tf.GradientTape() as tape:
+      loss = task.loss(batch)[0]
+    return tape.gradient(loss, variables)
+
+  @tf.function
+  def forward_backward():  # Returns a scalar: no 28M-float copy out of the function.
+    return tf.linalg.global_norm(gradients())
+
+  grads = [tf.constant(g) for g in tf.function(gradients)()]
+
+  @tf.function
+  def update_only():
+    return tasks_lib.apply_if_finite(task.optimizer, tf.constant(0.0), grads, variables)[0]
+
+  keras_adam = keras.optimizers.Adam(1e-4)  # Keras 3's own (unfused) update, for comparison.
+  keras_adam.build(variables)
+
+  @tf.function
+  def keras_update_only():
+    return tasks_lib.apply_if_finite(keras_adam, tf.constant(0.0), grads, variables)[0]
+
+  half = 196
+  widths = (half,) + hidden + (half,)
+  rng = np.random.default_rng(0)
+  weights = [[tf.constant(rng.normal(size=(a, b)).astype(np.float32) * 0.01)
+              for a, b in zip(widths[:-1], widths[1:])] for _ in range(2 * num_couplings)]
+  x0 = tf.constant(rng.normal(size=(batch_size, half)).astype(np.float32))
+
+  @tf.function
+  def matmuls_only():
+    total = tf.constant(0.0)
+    for ws in weights:
+      acts = [x0]
+      for w in ws:  # forward
+        acts.append(tf.nn.relu(tf.linalg.matmul(acts[-1], w)))
+      d = acts[-1]
+      for w, a in zip(reversed(ws), reversed(acts[:-1])):  # backward: dW and dx
+        total += tf.reduce_sum(tf.linalg.matmul(a, d, transpose_a=True)[0])
+        d = tf.linalg.matmul(d, w, transpose_b=True)
+      total += tf.reduce_sum(d[0])
+    return total
+
+  matmul_flops = 2 * num_couplings * 3 * sum(
+      2 * batch_size * a * b for a, b in zip(widths[:-1], widths[1:]))
+  rows = []
+  for name, fn in (('full step (train_step)', full_step), ('forward loss only', forward),
+                   ('forward + gradients, no update', forward_backward),
+                   ('Adam update only (apply_if_finite, the task\'s %s)'
+                    % type(task.optimizer).__name__, update_only),
+                   ('Adam update only, keras.optimizers.Adam (unfused)', keras_update_only),
+                   ('dense matmuls only (same shapes)', matmuls_only)):
+    rows.append({'part': name, 'ms': 1e3 * _time_fn(fn, repeats)})
+  full = rows[0]['ms']
+  for r in rows:
+    r['fraction_of_step'] = r['ms'] / full
+  rows[-1]['gflops'] = matmul_flops / (rows[-1]['ms'] * 1e-3) / 1e9
+  return {'rows': rows, 'matmul_mflop': matmul_flops / 1e6,
+          'num_variables': int(sum(int(np.prod(v.shape)) for v in variables))}
 
 
 # ---------------------------------------------------------------- wall times
@@ -307,7 +425,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--quick', action='store_true', help='tiny sizes: a smoke check only.')
-  parser.add_argument('--sections', default='peak,overhead,train,variants,data,probe,walltime')
+  parser.add_argument('--sections',
+                      default='peak,overhead,train,variants,data,probe,breakdown,walltime')
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--feature_repeats', type=int, default=2,
                       help='repeats of each probe on learned features (pixels: --repeats).')
@@ -315,7 +434,10 @@ def main():
                       help='comma-separated substrings: only gin files containing one.')
   parser.add_argument('--probe_exports', default='sec3_2_critics_bilinear_infonce,'
                       'sec3_3_encoders_mlp_infonce_t2',
-                      help='settings in --runs_dir whose seed0/export features are probed.')
+                      help="settings in --runs_dir whose seed0/export features are probed "
+                           "('all': every one that has an export).")
+  parser.add_argument('--skip_pixels', action='store_true',
+                      help='probe section: learned features only (no raw-pixel rows).')
   parser.add_argument('--probe_tfp', action='store_true', help='also time the tfp solver.')
   parser.add_argument('--sklearn_reference', action='store_true',
                       help='also fit scikit-learn lbfgs to convergence (minutes).')
@@ -432,8 +554,13 @@ def main():
     x_te, _, y_te = data_lib.eval_halves('mnist', 'test')
     if n_tr:
       x_tr, y_tr = x_tr[:n_tr], y_tr[:n_tr]
-    sources = [('pixels', x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))]
-    for setting in filter(None, args.probe_exports.split(',')):
+    sources = ([] if args.skip_pixels else
+               [('pixels', x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))])
+    settings = (exported_settings(args.runs_dir) if args.probe_exports == 'all'
+                else list(filter(None, args.probe_exports.split(','))))
+    if 'pixels' in settings:
+      settings.remove('pixels')
+    for setting in settings:
       export = os.path.join(args.runs_dir, setting, 'seed0', 'export')
       if os.path.isdir(export) and not quick:
         try:
@@ -446,13 +573,15 @@ def main():
     for name, f_tr, f_te in sources:
       repeats = 1 if quick else (args.repeats if name == 'pixels' else args.feature_repeats)
       rows += probe_comparison(name, f_tr, y_tr, f_te, y_te, repeats,
-                               probe_variants(args.probe_tfp and name == 'pixels'))
+                               probe_variants(name == 'pixels', args.probe_tfp and name == 'pixels'))
       if args.sklearn_reference:
         ref = sklearn_converged(f_tr, y_tr, f_te, y_te)
         rows.append({'features': name, 'probe': 'sklearn lbfgs tol=1e-8 (reference)',
                      'seconds': ref['seconds'], 'test_accuracy': ref['test_accuracy'],
                      'train_accuracy': ref['train_accuracy'], 'n_iter': ref['n_iter']})
       print(f'  probe {name} done', flush=True)
+      out['probe'] = rows
+      save()  # After every feature source: a long section keeps what it measured.
     out['probe'] = rows
     save()
     table('Linear probe (fit on %s train, scored on 10k test)' % (n_tr or '60k'),
@@ -461,6 +590,16 @@ def main():
           [[r['features'], r['probe'], f'{r["seconds"]:.2f}',
             f'{100 * r["test_accuracy"]:.2f}', f'{100 * r["train_accuracy"]:.2f}',
             r.get('n_iter'), r.get('n_evaluations') or ''] for r in rows])
+
+  if 'breakdown' in sections:
+    result = realnvp_breakdown(repeats=2 if quick else 10)
+    out['breakdown'] = result
+    save()
+    table('Where the RealNVP step goes (sec3_1_realnvp.gin, batch 128, %d variables, '
+          'dense matmuls %.0f MFLOP)' % (result['num_variables'], result['matmul_mflop']),
+          ['part', 'ms per call (median)', 'fraction of the full step', 'GFLOP/s'],
+          [[r['part'], f'{r["ms"]:.1f}', f'{r["fraction_of_step"]:.2f}',
+            f'{r["gflops"]:.0f}' if 'gflops' in r else ''] for r in result['rows']])
 
   if 'walltime' in sections and os.path.isdir(args.runs_dir):
     rows = wall_times(args.runs_dir)

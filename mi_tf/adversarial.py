@@ -35,6 +35,7 @@ import gin
 import tensorflow as tf
 
 from mi_tf import distribute
+from mi_tf import optimizers
 from mi_tf import tasks
 from mi_tf.encoders import RealNVP
 
@@ -104,9 +105,9 @@ class AdversarialInvertible(tasks.Task):
     self.g1 = self.encoder_cls(name='g1')
     self.head = keras.layers.Dense(self.num_classes, name='head')
     self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
-    self.head_optimizer = keras.optimizers.Adam(self.head_learning_rate)
+    self.head_optimizer = optimizers.FusedAdam(self.head_learning_rate)
     self.head_optimizer.build(self.head.trainable_variables)
-    self.encoder_optimizer = keras.optimizers.Adam(self.encoder_learning_rate)
+    self.encoder_optimizer = optimizers.FusedAdam(self.encoder_learning_rate)
     self.encoder_optimizer.build(self.g1.trainable_variables)
     self.warmup_updates = 0  # Head steps run by ``warm_up`` in this process (for tests).
 

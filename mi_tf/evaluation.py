@@ -24,8 +24,8 @@ def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_st
                       probe='paper'):
   """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
 
-  probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol) or 'converged'
-    (``mi_tf.probe.converged_probe``, issue 6).
+  probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol), 'converged'
+    (``mi_tf.probe.converged_probe``, issue 6) or 'fast' (the same, ``probe.FAST_TOLERANCE``).
 
   Returns:
     dict: train_accuracy, test_accuracy, feature_dim, train_size, test_size, seconds (total),

@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from mi_tf import critics as critics_lib
 from mi_tf import estimators
+from mi_tf import optimizers
 from mi_tf import validation
 
-import keras
 
 CRITICS = {
     # f(x, y) = phi1(x)^T phi2(y), each phi 256 ReLU -> 32.
@@ -41,7 +41,7 @@ def train_staircase(critic='separable', estimator='infonce', mi_levels=(2, 4, 6,
   tf.keras.utils.set_random_seed(seed)
   model = CRITICS[critic]()
   model(tf.zeros((2, dim)), tf.zeros((2, dim)))
-  optimizer = keras.optimizers.Adam(learning_rate)
+  optimizer = optimizers.FusedAdam(learning_rate)
   bound = estimators.infonce if estimator == 'infonce' else estimators.nwj
 
   generator = tf.random.Generator.from_seed(seed)

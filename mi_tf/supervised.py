@@ -17,6 +17,7 @@ import gin
 import tensorflow as tf
 
 from mi_tf import distribute
+from mi_tf import optimizers
 from mi_tf import tasks
 from mi_tf.encoders import MLP
 
@@ -54,7 +55,7 @@ class SupervisedBaseline(tasks.Task):
     self.head = keras.layers.Dense(self.num_classes, name='head')
     self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
     self.variables = self.g1.trainable_variables + self.head.trainable_variables
-    self.optimizer = keras.optimizers.Adam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate)
     self.optimizer.build(self.variables)
 
   def dataset_fn(self, global_batch_size, seed, start_step):

@@ -18,10 +18,9 @@ from mi_tf import critics as critics_lib
 from mi_tf import data as data_lib
 from mi_tf import distribute
 from mi_tf import estimators
+from mi_tf import optimizers
 from mi_tf import probe as probe_lib
 from mi_tf.encoders import MLP
-
-import keras
 
 
 @gin.configurable
@@ -252,7 +251,7 @@ class MIMaximization(Task):
     self.critic(self.g1(dummy), self.g2(dummy))
     self.variables = (self.g1.trainable_variables + self.g2.trainable_variables
                       + self.critic.trainable_variables)
-    self.optimizer = keras.optimizers.Adam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate)
     self.optimizer.build(self.variables)
     self._eval_fns = None
 

@@ -19,10 +19,9 @@ import tensorflow as tf
 from mi_tf import critics as critics_lib
 from mi_tf import distribute
 from mi_tf import estimators
+from mi_tf import optimizers
 from mi_tf import tasks
 from mi_tf import toy_data
-
-import keras
 
 
 def sec4_critic(name=None):
@@ -79,7 +78,7 @@ class GaussianToy(tasks.Task):
     self.critic = self.critic_cls(name='critic')
     self.critic(tf.zeros((2, 1)), tf.zeros((2, 1)))
     self.variables = self.critic.trainable_variables
-    self.optimizer = keras.optimizers.Adam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate)
     self.optimizer.build(self.variables)
     self._eval_fn = None
 

@@ -322,10 +322,10 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       _write_summaries(train_writer, step, means)
       log.write(step, 'train', means)
       eta = (num_steps - step) / max(means['steps_per_second'], 1e-9)
-      _LOG.info('step %d/%d (%.1f%%) loss %.4f I_EST %.4f | %.0f steps/s | ETA %s',
-                step, num_steps, 100.0 * step / max(num_steps, 1), means['loss'],
-                means.get('I_EST', float('nan')), means['steps_per_second'],
-                _format_eta(eta))
+      estimate = f" I_EST {means['I_EST']:.4f}" if 'I_EST' in means else ''  # Not supervised.
+      _LOG.info('step %d/%d (%.1f%%) loss %.4f%s | %.0f steps/s | ETA %s',
+                step, num_steps, 100.0 * step / max(num_steps, 1), means['loss'], estimate,
+                means['steps_per_second'], _format_eta(eta))
       last_log_time, last_log_step = now, step
       if (step % checkpoint_every == 0 or step % eval_every == 0 or step == num_steps
           or terminate['signal'] is not None):

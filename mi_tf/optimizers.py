@@ -1,0 +1,55 @@
+"""Adam with TensorFlow's fused update kernel (issue 6: the same optimizer, fewer memory passes).
+
+Every experiment trains with Adam (PAPER.md). Keras 3's ``keras.optimizers.Adam`` updates each
+variable with about eight separate elementwise ops (two assign_adds, a square, a sqrt, ...), each
+one a pass over memory: on the RealNVP's 28M parameters the update alone took 74 ms of a 286 ms
+step (BENCHMARKS.md, "Where the RealNVP step goes"). TensorFlow's own ``ResourceApplyAdam``
+kernel does the same update in one fused pass. ``FusedAdam`` is ``keras.optimizers.Adam`` with
+only ``update_step`` replaced by that kernel, so:
+
+- the formula is Keras's (Kingma & Ba, Alg. 1 with the "epsilon hat" form):
+  m <- m + (g - m)(1 - beta1);  v <- v + (g^2 - v)(1 - beta2);
+  w <- w - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon),
+  and ``tests/test_optimizers.py`` checks it against Keras's Adam step by step;
+- the optimizer's variables (iterations, momentums, velocities) are Keras's, with the same
+  names and order: checkpoints written with either optimizer restore into the other;
+- distribution is Keras's (the kernel runs inside ``Strategy.extended.update`` on each
+  replica's variable), and the kernel has an XLA lowering (``train.jit_compile``).
+
+Not a hand-written optimizer: the arithmetic is TensorFlow's kernel; this class only calls it.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class FusedAdam(keras.optimizers.Adam):
+  """``keras.optimizers.Adam`` whose per-variable update is ``tf.raw_ops.ResourceApplyAdam``.
+
+  Same constructor arguments as Keras's Adam. AMSGrad falls back to Keras's own update (the
+  fused kernel has no AMSGrad form).
+  """
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault('name', 'adam')  # Keras's Adam's name: the same variable paths.
+    super().__init__(*args, **kwargs)
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self.amsgrad:
+      return super().update_step(gradient, variable, learning_rate)
+    dtype = variable.dtype
+    local_step = tf.cast(self.iterations + 1, dtype)
+    beta_1 = tf.cast(self.beta_1, dtype)
+    beta_2 = tf.cast(self.beta_2, dtype)
+    index = self._get_variable_index(variable)
+    return tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle,
+        m=self._momentums[index].handle,
+        v=self._velocities[index].handle,
+        beta1_power=tf.pow(beta_1, local_step),
+        beta2_power=tf.pow(beta_2, local_step),
+        lr=tf.cast(learning_rate, dtype),
+        beta1=beta_1,
+        beta2=beta_2,
+        epsilon=tf.cast(self.epsilon, dtype),
+        grad=tf.cast(gradient, dtype))
