@@ -144,19 +144,25 @@ def _parse(gin_file, bindings):
   train_lib.parse_gin([os.path.join(GIN, gin_file)], bindings)
 
 
-def step_flops(gin_file, bindings, batch_size=128):
-  """FLOPs of one training step (task.train_step at batch 128) of a gin file's task."""
+def built_task(gin_file, bindings, batch_size=128, query=()):
+  """(task built at batch_size with seed 0, its first batch, {name: gin value for query})."""
   _parse(gin_file, bindings)
   try:
     task = gin.query_parameter('train.task').scoped_configurable_fn()
+    values = {name: gin.query_parameter(name) for name in query}
     tf.keras.utils.set_random_seed(0)
     task.check_inputs()
     task.build(batch_size, 0)
     batch = next(iter(task.dataset_fn(batch_size, 0, 0)(None)))
-    concrete = tf.function(task.train_step).get_concrete_function(batch)
-    return graph_flops(concrete.graph)
+    return task, batch, values
   finally:
     gin.clear_config()
+
+
+def step_flops(gin_file, bindings, batch_size=128):
+  """FLOPs of one training step (task.train_step at batch 128) of a gin file's task."""
+  task, batch, _ = built_task(gin_file, bindings, batch_size)
+  return graph_flops(tf.function(task.train_step).get_concrete_function(batch).graph)
 
 
 # ---------------------------------------------------------------- training steps/s
@@ -251,7 +257,7 @@ def probe_variants(pixels, include_tfp):
       ('paper (SAGA tol=0.1)', probe_lib.linear_probe),
       ('converged (L-BFGS armijo, f64)', probe_lib.converged_probe),
       ('fast (L-BFGS armijo, f64, tol %g)' % probe_lib.FAST_TOLERANCE,
-       lambda *a: probe_lib.converged_probe(*a, tolerance=probe_lib.FAST_TOLERANCE)),
+       lambda *a: probe_lib.fit_probe(*a, protocol='fast')),
   ]
   if pixels:
     variants.append(('converged (L-BFGS armijo, f64, XLA)',
@@ -308,17 +314,10 @@ def realnvp_breakdown(gin_file='sec3_1_realnvp.gin', repeats=10, batch_size=128)
   random tensors: the FLOP floor of the step without TFP's bijector bookkeeping, the
   permutations, the critic/estimator and the optimizer.
   """
-  _parse(gin_file, EVAL_BINDINGS)
-  try:
-    task = gin.query_parameter('train.task').scoped_configurable_fn()
-    num_couplings = gin.query_parameter('RealNVP.num_couplings')
-    hidden = tuple(gin.query_parameter('RealNVP.hidden_units'))
-    tf.keras.utils.set_random_seed(0)
-    task.check_inputs()
-    task.build(batch_size, 0)
-    batch = next(iter(task.dataset_fn(batch_size, 0, 0)(None)))
-  finally:
-    gin.clear_config()
+  task, batch, values = built_task(gin_file, EVAL_BINDINGS, batch_size,
+                                   query=('RealNVP.num_couplings', 'RealNVP.hidden_units'))
+  num_couplings = values['RealNVP.num_couplings']
+  hidden = tuple(values['RealNVP.hidden_units'])
   variables = task.variables
 
   @tf.function
@@ -558,8 +557,6 @@ def main():
                [('pixels', x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))])
     settings = (exported_settings(args.runs_dir) if args.probe_exports == 'all'
                 else list(filter(None, args.probe_exports.split(','))))
-    if 'pixels' in settings:
-      settings.remove('pixels')
     for setting in settings:
       export = os.path.join(args.runs_dir, setting, 'seed0', 'export')
       if os.path.isdir(export) and not quick:
