@@ -273,10 +273,18 @@ def _num(row, scale=1.0, digits=4):
   if row is None:
     return 'missing'
   mean = row['mean'] * scale
-  text = f'{mean:.{digits}f}' if math.isfinite(mean) else str(mean)
+  text = _fixed(mean, digits)
   if row['n'] > 1 and math.isfinite(row['sd']):
-    text += f' ± {row["sd"] * scale:.{digits}f}'
+    text += f' ± {_fixed(row["sd"] * scale, digits)}'
   return text + f' (n={row["n"]})'
+
+
+def _fixed(x, digits):
+  """``x`` with ``digits`` decimals; in scientific notation from 1e6 on (e.g. I_NWJ of a
+  critic trained with I_NCE, whose exp(scores) overflow the bound to -1e23)."""
+  if not math.isfinite(x):
+    return str(x)
+  return f'{x:.{digits}f}' if abs(x) < 1e6 else f'{x:.{digits}e}'
 
 
 class _Check:
@@ -765,10 +773,16 @@ def machine_info():
 
 
 def run_wall_seconds(run, history_seconds=None):
-  """(seconds, exact?) of a finished run: runner history if it ran every session, else
-  final_metrics.json's last session (exact only for a run in one session)."""
+  """(seconds, exact?) of a finished run.
+
+  In order: final_metrics.json's ``wall_seconds`` (all sessions, written by the training loop
+  since it records them), the runner history if the runner ran every session, else the last
+  session's ``wall_seconds_this_session`` (exact only for a run in one session).
+  """
   final = run.get('final') or {}
   sessions = len((run.get('run_info') or {}).get('sessions', [])) or 1
+  if final.get('wall_seconds') is not None and run['kind'] == 'train':
+    return final['wall_seconds'], True
   if history_seconds is not None and run['kind'] == 'train':
     return history_seconds, True
   if run['kind'] == 'probe':

@@ -329,7 +329,11 @@ def _known_durations(runs, runs_dir):
   timed = set(durations)
   for run in runs:
     final = _read_json(os.path.join(run.model_dir, FINAL_METRICS))
-    if final and 'wall_seconds_this_session' in final and run.setting.name not in timed:
+    if not final or run.setting.name in timed:
+      continue
+    if final.get('wall_seconds') is not None:  # All sessions.
+      durations.setdefault(run.setting.name, []).append(final['wall_seconds'])
+    elif 'wall_seconds_this_session' in final:
       info = _read_json(os.path.join(run.model_dir, 'run_info.json'), {})
       if len(info.get('sessions', [])) == 1:  # A whole run in one session.
         durations.setdefault(run.setting.name, []).append(final['wall_seconds_this_session'])

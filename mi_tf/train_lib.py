@@ -14,7 +14,8 @@ Layout of a model_dir (see README.md):
   train/, eval/         TensorBoard event files
   checkpoints/          tf.train.CheckpointManager (models, optimizer, step)
   export/               SavedModel of g1 (serving_default: x1 -> representation)
-  final_metrics.json    the last evaluation and the wall time; present only when finished
+  final_metrics.json    the last evaluation and the wall time (wall_seconds: all sessions;
+                        wall_seconds_this_session); present only when finished
 """
 
 import datetime
@@ -114,6 +115,25 @@ def _restore(manager, checkpoint):
   if candidates:
     raise RuntimeError(f'No readable checkpoint in {manager.directory}; move the directory '
                        'away to start fresh.')
+  return None
+
+
+def _wall_seconds_before(model_dir, start_step):
+  """Wall seconds that earlier sessions spent on the first ``start_step`` steps.
+
+  Every training record carries ``wall_seconds``: the training and evaluation time of all
+  sessions so far, each counted up to the checkpoint its successor resumed from (the steps
+  after that checkpoint are redone, and counted, once). A run resumed at step s reads it from
+  the training record at s, written just before that checkpoint. Returns 0.0 for a new run and
+  None when the record is absent (a run begun before this was recorded): then the total
+  is unknown and ``final_metrics.json`` has only ``wall_seconds_this_session``.
+  """
+  if start_step == 0:
+    return 0.0
+  for record in metrics_log.read(model_dir):
+    if (record['step'] == start_step and record['split'] == 'train'
+        and record['metric'] == 'wall_seconds'):
+      return float(record['value'])
   return None
 
 
@@ -228,6 +248,7 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   _write_run_info(write_dir, seed, strategy, start_step, task)
   log = metrics_log.MetricsLog(write_dir)
   log.truncate_from(start_step)  # Records written after the checkpoint are written again.
+  wall_before = _wall_seconds_before(write_dir, start_step)
   train_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'train'))
   eval_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'eval'))
 
@@ -319,6 +340,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       means['skipped_steps'] = int(skipped_var.numpy())
       now = time.time()
       means['steps_per_second'] = (step - last_log_step) / max(now - last_log_time, 1e-9)
+      if wall_before is not None:
+        means['wall_seconds'] = wall_before + (now - run_start)
       _write_summaries(train_writer, step, means)
       log.write(step, 'train', means)
       eta = (num_steps - step) / max(means['steps_per_second'], 1e-9)
@@ -347,6 +370,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
                               metadata=dict(task.metadata(), step=step, seed=seed))
   wall = time.time() - run_start
   final_scalars = dict(_scalars(final), step=step, wall_seconds_this_session=wall)
+  if wall_before is not None:
+    final_scalars['wall_seconds'] = wall_before + wall
   with tf.io.gfile.GFile(os.path.join(write_dir, FINAL_METRICS_FILE), 'w') as f:
     json.dump(final_scalars, f, indent=2, sort_keys=True)
   _LOG.info('Finished %d steps in %s; results in %s', step, _format_eta(wall), model_dir)

@@ -100,3 +100,21 @@ def test_interrupted_run_resumes_to_the_same_result(reference, sig, tmp_path):
   assert len({k[0] for k in metrics if k[1] == 'train'}) == STEPS // 2
   for key, value in ref_metrics.items():
     assert metrics[key] == value, key
+
+  # The run's wall time adds the sessions up: the resumed session's own time is only a part,
+  # and the per-record total never goes back at the resume.
+  final = json.loads(open(os.path.join(model_dir, 'final_metrics.json')).read())
+  assert final['wall_seconds'] > final['wall_seconds_this_session'] > 0
+  walls = sorted((r['step'], r['value']) for r in metrics_log.read(model_dir)
+                 if r['metric'] == 'wall_seconds')
+  assert [s for s, _ in walls] == list(range(2, STEPS + 1, 2))
+  assert all(b[1] >= a[1] for a, b in zip(walls, walls[1:])), walls
+  assert final['wall_seconds'] >= walls[-1][1]
+
+
+def test_uninterrupted_run_wall_seconds_is_its_session(tmp_path):
+  """A run in one session: the total wall time is that session's."""
+  model_dir = str(tmp_path / 'run')
+  _run(model_dir)
+  final = json.loads(open(os.path.join(model_dir, 'final_metrics.json')).read())
+  assert final['wall_seconds'] == final['wall_seconds_this_session'] > 0

@@ -312,3 +312,21 @@ def test_report_flags_seeds_run_with_different_configs(tmp_path):
   row_nwj = [line for line in lines if line.startswith('| sec3_1_resmlp_nwj |')][0]
   assert '| 2 | 4 |' in row and 'differ' not in row
   assert 'configs differ across seeds' in row_nwj
+
+
+def test_run_wall_seconds_prefers_the_total_over_sessions():
+  two_sessions = {'sessions': [{'start_step': 0}, {'start_step': 900}]}
+  run = {'kind': 'train', 'run_info': two_sessions,
+         'final': {'wall_seconds': 300.0, 'wall_seconds_this_session': 40.0}}
+  assert report.run_wall_seconds(run, history_seconds=310.0) == (300.0, True)
+  # A run from before the total was recorded: the runner history, else the last session,
+  # flagged as inexact.
+  del run['final']['wall_seconds']
+  assert report.run_wall_seconds(run, history_seconds=310.0) == (310.0, True)
+  assert report.run_wall_seconds(run) == (40.0, False)
+
+
+def test_huge_values_are_written_in_scientific_notation():
+  assert report._num({'mean': -8.7e23, 'sd': 0.0, 'n': 1}) == '-8.7000e+23 (n=1)'
+  assert report._num({'mean': 4.695, 'sd': 0.01, 'n': 2}) == '4.6950 ± 0.0100 (n=2)'
+  assert report._num({'mean': float('-inf'), 'sd': float('nan'), 'n': 3}) == '-inf (n=3)'
