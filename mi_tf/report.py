@@ -287,6 +287,24 @@ def _fixed(x, digits):
   return f'{x:.{digits}f}' if abs(x) < 1e6 else f'{x:.{digits}e}'
 
 
+SEPARATION = 2.0  # Orderings whose mean difference is under 2 SEs are flagged (not failed).
+
+
+def separation(a, b):
+  """(a - b) / SE of the difference of two means over seeds, or None.
+
+  SE = sqrt(sd_a^2 / n_a + sd_b^2 / n_b) (Welch); None unless both rows have >= 2 seeds and
+  finite SDs. Used to say how far an ordering of means is from the seed noise; the claims'
+  PASS/FAIL stays the ordering of means, as the paper states them.
+  """
+  if a is None or b is None or a['n'] < 2 or b['n'] < 2:
+    return None
+  se = math.sqrt(a['sd'] ** 2 / a['n'] + b['sd'] ** 2 / b['n'])
+  if not math.isfinite(se) or se == 0.0:
+    return None
+  return (a['mean'] - b['mean']) / se
+
+
 class _Check:
   """Collects the sub-checks of one claim."""
 
@@ -310,6 +328,20 @@ class _Check:
   def check(self, description, ok):
     self.results.append((description, bool(ok)))
     return ok
+
+  def order(self, description, greater, smaller):
+    """Checks greater['mean'] > smaller['mean'] (rows of the table); the description gets
+    the difference in SEs of the seed noise (``separation``) and weak orderings a note."""
+    z = separation(greater, smaller)
+    ok = greater['mean'] > smaller['mean']
+    if z is not None:  # Into the closing parenthesis of "... (a vs b)".
+      description = (description[:-1] + f', {z:+.1f} SE)' if description.endswith(')')
+                     else description + f' ({z:+.1f} SE)')
+      if ok and z < SEPARATION:
+        self.notes.append(f'{description.split(" (")[0]}: the means are ordered as claimed, '
+                          f'but by {z:.1f} SE of the seed noise (< {SEPARATION:g}): not '
+                          'resolved at this number of seeds.')
+    return self.check(description, ok)
 
   def result(self):
     if any(not ok for _, ok in self.results):
@@ -346,8 +378,8 @@ def claim1(table):
     c.numbers += [(f'{s} final probe accuracy', _num(acc)),
                   (f'{s} I_EST/test step 0 -> final', f'{_num(i0)} -> {_num(i1)}')]
     if pixel:
-      c.check(f'{s}: accuracy > pixels ({acc["mean"]:.4f} vs {pixel["mean"]:.4f})',
-              acc['mean'] > pixel['mean'])
+      c.order(f'{s}: accuracy > pixels ({acc["mean"]:.4f} vs {pixel["mean"]:.4f})',
+              acc, pixel)
     c.check(f'{s}: I_EST rises ({i0["mean"]:.3f} -> {i1["mean"]:.3f})',
             i1['mean'] > i0['mean'])
   return c.result()
@@ -370,8 +402,8 @@ def claim2(table):
     first = table.first('sec3_1_adversarial', ACC)
     c.numbers.append(('sec3_1_adversarial probe accuracy at step 0', _num(first)))
   if acc and pixel:
-    c.check(f'sec3_1_adversarial: accuracy < pixels ({acc["mean"]:.4f} vs '
-            f'{pixel["mean"]:.4f})', acc['mean'] < pixel['mean'])
+    c.order(f'sec3_1_adversarial: accuracy < pixels ({acc["mean"]:.4f} vs '
+            f'{pixel["mean"]:.4f})', pixel, acc)
   colab = table.final('sec3_1_adversarial_colab_lr', ACC)
   if colab:
     c.numbers.append(('sec3_1_adversarial_colab_lr final probe accuracy (not deciding)',
@@ -430,11 +462,11 @@ def claim4(table):
                           f'{_num(accs[k])}, {_num(values[k], digits=3)}'))
     for k in ('bilinear', 'separable'):
       if accs[k] and accs['concat']:
-        c.check(f'{est}: accuracy({k}) > accuracy(concat) ({accs[k]["mean"]:.4f} vs '
-                f'{accs["concat"]["mean"]:.4f})', accs[k]['mean'] > accs['concat']['mean'])
+        c.order(f'{est}: accuracy({k}) > accuracy(concat) ({accs[k]["mean"]:.4f} vs '
+                f'{accs["concat"]["mean"]:.4f})', accs[k], accs['concat'])
       if est == 'nwj' and values[k] and values['concat']:
-        c.check(f'nwj: I_NWJ(concat) > I_NWJ({k}) ({values["concat"]["mean"]:.3f} vs '
-                f'{values[k]["mean"]:.3f})', values['concat']['mean'] > values[k]['mean'])
+        c.order(f'nwj: I_NWJ(concat) > I_NWJ({k}) ({values["concat"]["mean"]:.3f} vs '
+                f'{values[k]["mean"]:.3f})', values['concat'], values[k])
   return c.result()
 
 
@@ -469,9 +501,9 @@ def claim5(table, tolerance=MATCH_TOLERANCE):
         c.check(f'{est} t={t}: I_EST matched (|I_EST/train - t|: mlp {gaps["mlp"]:.3f}, '
                 f'convnet {gaps["convnet"]:.3f}; tolerance {tolerance * t:.2f})', False)
         continue
-      acc_c, acc_m = rows['convnet'][0]['mean'], rows['mlp'][0]['mean']
-      c.check(f'{est} t={t}: accuracy(ConvNet) > accuracy(MLP) ({acc_c:.4f} vs {acc_m:.4f})',
-              acc_c > acc_m)
+      acc_c, acc_m = rows['convnet'][0], rows['mlp'][0]
+      c.order(f'{est} t={t}: accuracy(ConvNet) > accuracy(MLP) ({acc_c["mean"]:.4f} vs '
+              f'{acc_m["mean"]:.4f})', acc_c, acc_m)
   return c.result()
 
 
@@ -868,6 +900,11 @@ def render_markdown(table, claims, inv, failures, figures, info):
     checks = '; '.join(('' if ch['ok'] else 'NOT ') + ch['check'] for ch in c['checks'])
     seeds = ', '.join(f'{s}: {n}' for s, n in sorted(c['n_seeds'].items()))
     w(f'| {c["id"]} | {c["claim"]} | **{c["status"]}** | {checks or "-"} | {seeds or "-"} |')
+  w()
+  w('PASS/FAIL is the ordering of the means over seeds, as the paper states its claims. "x SE" '
+    'after a comparison of two settings is the difference of their means over its standard '
+    'error from the seeds\' SDs, sqrt(sd1^2/n1 + sd2^2/n2); an ordering under '
+    f'{SEPARATION:g} SE is noted under its claim as not resolved by the seeds at hand.')
   w()
   for c in claims:
     w(f'**Claim {c["id"]}: {c["status"]}.** {c["claim"]}')

@@ -330,3 +330,25 @@ def test_huge_values_are_written_in_scientific_notation():
   assert report._num({'mean': -8.7e23, 'sd': 0.0, 'n': 1}) == '-8.7000e+23 (n=1)'
   assert report._num({'mean': 4.695, 'sd': 0.01, 'n': 2}) == '4.6950 ± 0.0100 (n=2)'
   assert report._num({'mean': float('-inf'), 'sd': float('nan'), 'n': 3}) == '-inf (n=3)'
+
+
+def test_separation_is_the_welch_ratio():
+  a = {'mean': 0.90, 'sd': 0.03, 'n': 3}
+  b = {'mean': 0.88, 'sd': 0.04, 'n': 4}
+  assert report.separation(a, b) == pytest.approx(0.02 / math.sqrt(0.03**2 / 3 + 0.04**2 / 4))
+  assert report.separation(a, dict(b, n=1)) is None          # one seed: no SD
+  assert report.separation(a, dict(b, sd=0.0, mean=0.9)) is not None
+  assert report.separation(dict(a, sd=0.0), dict(b, sd=0.0)) is None
+
+
+def test_an_ordering_within_the_seed_noise_passes_with_a_note():
+  # Adversarial 0.1 point below the pixels with a 0.1-point SD per setting (3 seeds):
+  # ordered as claimed (PASS, as the paper states the claim) but 1.2 SE apart -> a note.
+  spec = _set(_paper_like(), 'sec3_1_adversarial', ACC, 4000, 0.847)
+  result = {r['id']: r for r in report.check_claims(_spread_table(spec))}[2]
+  assert result['status'] == 'PASS'
+  assert result['checks'][0]['check'].endswith('(0.8470 vs 0.8480, +1.2 SE)')
+  assert any('not resolved' in n for n in result['notes'])
+  # Far apart: no such note.
+  result = {r['id']: r for r in report.check_claims(_spread_table(_paper_like()))}[2]
+  assert not any('not resolved' in n for n in result['notes'])
