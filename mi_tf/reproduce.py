@@ -107,7 +107,7 @@ SUITES = {
     'cifar10': CIFAR10_SETTINGS,
 }
 
-# The two RealNVP settings take about 8 hours each on 2 CPU cores: 1 seed unless told otherwise.
+# The two RealNVP settings take 1.4-2 h each on 2 CPU cores: 1 seed unless told otherwise.
 DEFAULT_SETTING_SEEDS = {'sec3_1_realnvp': 1, 'sec3_1_realnvp_nwj': 1}
 
 
