@@ -408,13 +408,16 @@ def wall_times(runs_dir):
     recs = history.get(f'{setting}/seed0', [])
     rows.append({'setting': setting, 'wall_seconds_this_session':
                  metrics.get('wall_seconds_this_session'), 'steps': metrics.get('step'),
+                 # All sessions; absent in runs that began before train_lib recorded it.
+                 'wall_seconds': metrics.get('wall_seconds'),
                  'runner_seconds': sum(r['seconds'] for r in recs) if recs else None})
   for probe_json in sorted(glob.glob(os.path.join(runs_dir, 'baseline_pixels*', 'seed0',
                                                   'probe_result.json'))):
     setting = probe_json.split(os.sep)[-3]
     recs = [r for r in history.get(f'{setting}/seed0', []) if r['returncode'] == 0]
-    rows.append({'setting': setting, 'wall_seconds_this_session': json.load(
-        open(probe_json)).get('seconds'), 'steps': None,
+    seconds = json.load(open(probe_json)).get('seconds')
+    rows.append({'setting': setting, 'wall_seconds_this_session': seconds,
+                 'wall_seconds': seconds, 'steps': None,
                  'runner_seconds': sum(r['seconds'] for r in recs) if recs else None})
   return rows
 
@@ -602,11 +605,13 @@ def main():
     rows = wall_times(args.runs_dir)
     out['walltime'] = rows
     table('Single-seed wall times of finished MNIST runs (measured while other runs shared '
-          'the 2 cores)', ['setting', 'steps', 'wall s (final_metrics)', 'runner s'],
-          [[r['setting'], r['steps'], f'{r["wall_seconds_this_session"]:.0f}'
-            if r['wall_seconds_this_session'] is not None else '',
-            f'{r["runner_seconds"]:.0f}' if r['runner_seconds'] else ''] for r in rows])
-    total = sum(r['wall_seconds_this_session'] or 0 for r in rows)
+          'the 2 cores)', ['setting', 'steps', 'wall s (all sessions)',
+                           'wall s (last session)', 'runner s'],
+          [[r['setting'], r['steps']] + [f'{r[k]:.0f}' if r[k] is not None else ''
+                                         for k in ('wall_seconds', 'wall_seconds_this_session')]
+           + [f'{r["runner_seconds"]:.0f}' if r['runner_seconds'] else ''] for r in rows])
+    total = sum(r['wall_seconds'] if r['wall_seconds'] is not None
+                else r['wall_seconds_this_session'] or 0 for r in rows)
     print(f'\nsum over {len(rows)} finished settings: {total:.0f} s = {total / 3600:.2f} h')
 
   save()
