@@ -27,6 +27,7 @@ import os
 import pathlib
 import platform
 import re
+import signal
 
 import numpy as np
 
@@ -107,14 +108,22 @@ def load_run(model_dir):
             'run_info': None, 'config': None, 'kind': 'probe', 'model_dir': str(d)}
   records = _read_jsonl(d / 'metrics.jsonl')
   config = (d / 'config.gin').read_text() if (d / 'config.gin').is_file() else None
-  eval_batches = _gin_int(config, 'GaussianToy.eval_batches')
+  operative = (d / 'operative_config.gin').read_text() if (
+      d / 'operative_config.gin').is_file() else None
+  # config.gin holds what the gin file binds; the operative config also holds defaults.
+  eval_batches = (_gin_int(config, 'GaussianToy.eval_batches')
+                  or _gin_int(operative, 'GaussianToy.eval_batches'))
   if eval_batches:
     records = records + [
         {'step': r['step'], 'split': 'eval', 'metric': 'I_EST/eval_se',
          'value': _float(r['value']) / math.sqrt(eval_batches)}
         for r in records if r['split'] == 'eval' and r['metric'] == 'I_EST/eval_sd']
   final = _read_json(d / 'final_metrics.json')
-  return {'records': records, 'finished': final is not None, 'final': final,
+  # Finished: final_metrics.json AND its evaluation in metrics.jsonl (a finished run rerun
+  # and stopped while re-evaluating has lost the latter; its last step would be wrong).
+  finished = final is not None and any(
+      r['split'] == 'eval' and r['step'] == final.get('step') for r in records)
+  return {'records': records, 'finished': finished, 'final': final,
           'run_info': _read_json(d / 'run_info.json'), 'config': config, 'kind': 'train',
           'model_dir': str(d)}
 
@@ -875,8 +884,11 @@ def render_markdown(table, claims, inv, failures, figures, info):
   m = info['machine']
   n_planned = sum(len(e['planned']) for e in inv.values())
   n_done = sum(len(set(e['finished']) & set(e['planned'])) for e in inv.values())
-  n_partial = sum(len(e['partial']) for e in inv.values())
   failed_keys = set(failures)
+  n_partial = sum(1 for setting, e in inv.items() for seed in e['partial']
+                  if f'{setting}/seed{seed}' not in failed_keys)
+  n_missing = sum(1 for setting, e in inv.items() for seed in e['missing']
+                  if f'{setting}/seed{seed}' not in failed_keys)
   w('## Generated results')
   w()
   w(f'Generated {info["date"]} by `{info["command"]}` at commit {info["commit"]}, from the '
@@ -888,9 +900,11 @@ def render_markdown(table, claims, inv, failures, figures, info):
     f'Hosts of the runs: {", ".join(info.get("hosts") or []) or "unknown"}.')
   w()
   w(f'Runs: {n_done} of {n_planned} planned runs finished, {n_partial} unfinished '
-    f'(interrupted or still running), {len(failed_keys)} failed (see below); wall time of '
-    f'the finished runs together {info.get("total_wall", "?")}. Only finished runs enter the '
-    'numbers and figures; mean ± SD over seeds, n = number of seeds.')
+    f'(interrupted or still running), {len(failed_keys)} failed (see below), {n_missing} not '
+    f'started; wall time of the finished runs together {info.get("total_wall", "?")} ("≥": '
+    'runs resumed before the training loop recorded its total over sessions count their '
+    'last session only). Only finished runs enter the numbers and figures; mean ± SD over '
+    'seeds, n = number of seeds.')
   w()
   w('### Claims')
   w()
@@ -904,7 +918,8 @@ def render_markdown(table, claims, inv, failures, figures, info):
   w('PASS/FAIL is the ordering of the means over seeds, as the paper states its claims. "x SE" '
     'after a comparison of two settings is the difference of their means over its standard '
     'error from the seeds\' SDs, sqrt(sd1^2/n1 + sd2^2/n2); an ordering under '
-    f'{SEPARATION:g} SE is noted under its claim as not resolved by the seeds at hand.')
+    f'{SEPARATION:g} SE is noted under its claim as not resolved by the seeds at hand. A '
+    'comparison without an SE has a single seed on one side: its seed noise is not estimated.')
   w()
   for c in claims:
     w(f'**Claim {c["id"]}: {c["status"]}.** {c["claim"]}')
@@ -1052,6 +1067,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   for record in reproduce.read_history(runs_dir):
     history.setdefault(record['key'], []).append(record)
   steps, wall, versions, hosts, total_seconds = {}, {}, None, set(), 0.0
+  total_exact = True
   for s, by_seed in runs.items():
     seconds, exact, step_set, configs = [], True, set(), set()
     for seed, run in by_seed.items():
@@ -1067,8 +1083,12 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
         configs.add(re.sub(r'^train\.seed\s*=.*$', '', run['config'], flags=re.M))
       entries = history.get(f'{s}/seed{seed}', [])
       sessions = len(info.get('sessions', [])) or 1
-      hist = (sum(e['seconds'] for e in entries) if len(entries) >= sessions and entries
-              else None)
+      # The runner's history is the run's time if its attempts are exactly the sessions: each
+      # ended finished (0) or stopped by SIGTERM; a failed attempt may not have trained.
+      stopped = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+      hist = (sum(e['seconds'] for e in entries)
+              if len(entries) == sessions and all(e.get('returncode') in stopped
+                                                  for e in entries) else None)
       sec, ok = run_wall_seconds(run, hist)
       if sec is not None:
         seconds.append(sec)
@@ -1077,15 +1097,18 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       steps[s] = ', '.join(str(x) for x in sorted(step_set)) + (
           ' (configs differ across seeds!)' if len(configs) > 1 else '')
     if seconds:
-      wall[s] = _duration(sum(seconds) / len(seconds)) + ('' if exact else ' (last session)')
+      # A run resumed before runs recorded their total shows its last session only: the
+      # mean is then a lower bound.
+      wall[s] = ('' if exact else '≥ ') + _duration(sum(seconds) / len(seconds))
       total_seconds += sum(seconds)
+      total_exact &= exact
   failures = {k: v for k, v in reproduce.read_failures(runs_dir).items()
               if not runs.get(v.get('setting'), {}).get(v.get('seed'), {}).get('finished')}
   inv = inventory(runs, [(r.setting.name, r.seed) for r in planned_runs])
   info = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'command': command,
           'commit': reproduce.git_info(), 'runs_dir': os.path.abspath(runs_dir),
           'machine': machine_info(), 'steps': steps, 'wall': wall, 'hosts': sorted(hosts),
-          'total_wall': _duration(total_seconds),
+          'total_wall': ('' if total_exact else 'at least ') + _duration(total_seconds),
           'versions': ', '.join(f'{k} {v}' for k, v in (versions or {}).items()
                                 if k in ('tensorflow', 'keras', 'scikit-learn', 'python'))}
   rel_figures = {k: (os.path.relpath(v, output_dir) if v else None) for k, v in figures.items()}

@@ -42,6 +42,7 @@ FAILURES_FILE = 'failures.json'
 HISTORY_FILE = 'runner_history.jsonl'
 RUNNER_LOG = 'runner.log'
 LOCK_FILE = '.runner.lock'
+FINISHED_MEANWHILE = 'finished meanwhile'  # execute(): another runner finished the run.
 PROBE_RESULT = 'probe_result.json'
 FINAL_METRICS = 'final_metrics.json'
 
@@ -388,6 +389,10 @@ def execute(run, repo_dir=REPO_DIR, python=sys.executable, gin_bindings=(), data
   except BlockingIOError:
     lock.close()
     return None, 0.0, ''
+  if state(run) == 'finished':  # Another runner finished it between our check and the lock.
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    return None, 0.0, FINISHED_MEANWHILE
   log_path = os.path.join(run.model_dir, RUNNER_LOG)
   cmd = command(run, python, gin_bindings, data_dir)
   env = dict(os.environ if env is None else env)
@@ -401,8 +406,10 @@ def execute(run, repo_dir=REPO_DIR, python=sys.executable, gin_bindings=(), data
       log.flush()
       # A new session: a Ctrl-C in the terminal reaches the runner only, which stops the
       # child with SIGTERM (checkpoint first) instead of killing it mid-write.
+      # The child inherits the locked file: if this runner dies, the run stays locked until
+      # the child exits (flock belongs to the open file, which the child then holds).
       proc = subprocess.Popen(cmd, cwd=str(repo_dir), stdout=log, stderr=subprocess.STDOUT,
-                              env=env, start_new_session=True)
+                              env=env, start_new_session=True, pass_fds=(lock.fileno(),))
       try:
         returncode = proc.wait()
       except (KeyboardInterrupt, _Terminated):
@@ -448,11 +455,15 @@ def run_all(runs, runs_dir, repo_dir=REPO_DIR, python=sys.executable, gin_bindin
   def on_sigterm(signum, frame):  # pylint: disable=unused-argument
     raise _Terminated()
 
-  old_handler = None
-  try:
-    old_handler = signal.signal(signal.SIGTERM, on_sigterm)
-  except ValueError:  # Not the main thread: no handler.
-    pass
+  old_handlers = {}
+  # A closed terminal (SIGHUP) stops the runs like SIGTERM, unless SIGHUP is ignored (nohup).
+  for sig in (signal.SIGTERM, signal.SIGHUP):
+    if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+      continue
+    try:
+      old_handlers[sig] = signal.signal(sig, on_sigterm)
+    except ValueError:  # Not the main thread: no handler.
+      pass
   try:
     for k, run in enumerate(runs, 1):
       prefix = f'[{k}/{len(runs)}] {run.setting.name} seed{run.seed}'
@@ -477,6 +488,10 @@ def run_all(runs, runs_dir, repo_dir=REPO_DIR, python=sys.executable, gin_bindin
       except _Terminated:
         print(f'{prefix} stopped with SIGTERM (it saved a checkpoint).', file=out, flush=True)
         raise
+      if returncode is None and output == FINISHED_MEANWHILE:
+        summary['skipped'].append(run.key)
+        print(f'{prefix} finished meanwhile by another runner: skipped', file=out, flush=True)
+        continue
       if returncode is None:
         summary['busy'].append(run.key)
         print(f'{prefix} busy: another runner holds {run.model_dir}', file=out, flush=True)
@@ -508,8 +523,8 @@ def run_all(runs, runs_dir, repo_dir=REPO_DIR, python=sys.executable, gin_bindin
           flush=True)
     raise SystemExit(130) from None
   finally:
-    if old_handler is not None:
-      signal.signal(signal.SIGTERM, old_handler)
+    for sig, handler in old_handlers.items():
+      signal.signal(sig, handler)
   print(f'Done in {_format_duration(time.time() - begin)}: {len(summary["completed"])} '
         f'completed, {len(summary["skipped"])} already finished, {len(summary["failed"])} '
         f'failed, {len(summary["busy"])} busy.', file=out, flush=True)
@@ -532,7 +547,7 @@ def status_table(runs, runs_dir):
     pid = live_process(run.model_dir) if st != 'finished' else None
     if pid is not None:
       st, detail = 'running', f'process {pid}; {detail}'
-    if st != 'finished' and run.key in failures:
+    if st not in ('finished', 'running') and run.key in failures:  # A retry is 'running'.
       st = 'failed'
       detail = f'exit status {failures[run.key].get("returncode")} at ' \
                f'{failures[run.key].get("start")}'

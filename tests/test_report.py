@@ -352,3 +352,41 @@ def test_an_ordering_within_the_seed_noise_passes_with_a_note():
   # Far apart: no such note.
   result = {r['id']: r for r in report.check_claims(_spread_table(_paper_like()))}[2]
   assert not any('not resolved' in n for n in result['notes'])
+
+
+def test_a_finished_run_without_its_final_evaluation_is_unfinished(tmp_path):
+  # final_metrics.json says step 2000, but metrics.jsonl stops at 1000 (a finished run rerun
+  # and stopped while re-evaluating): not finished, so it cannot pass step 1000 off as final.
+  d = tmp_path / 'sec3_1_resmlp' / 'seed0'
+  _write_run(d, _records({ACC: {0: 0.8, 1000: 0.85}}))
+  assert report.load_run(d)['finished']
+  (d / 'final_metrics.json').write_text(json.dumps({'step': 2000}))
+  assert not report.load_run(d)['finished']
+
+
+def test_eval_batches_default_is_read_from_the_operative_config(tmp_path):
+  d = tmp_path / 'sec4_iid' / 'seed0'
+  _write_run(d, _records({'I_EST/eval': {0: 0.1}, 'I_EST/eval_sd': {0: 0.02}}), config='')
+  (d / 'operative_config.gin').write_text('GaussianToy.eval_batches = 400\n')
+  se = [r for r in report.load_run(d)['records'] if r['metric'] == 'I_EST/eval_se']
+  assert [r['value'] for r in se] == [pytest.approx(0.001)]
+
+
+def test_wall_times_ignore_failed_attempts_and_mark_lower_bounds(tmp_path):
+  runs_dir = tmp_path / 'runs'
+  records = _records({ACC: {0: 0.8, 4: 0.9}})
+  # One session of 60 s, after a failed attempt of 0.2 s in the runner's history.
+  _write_run(runs_dir / 'sec3_1_resmlp' / 'seed0', records)
+  # Two sessions, no total recorded, no history: only the last session (60 s) is known.
+  _write_run(runs_dir / 'sec3_1_resmlp_nwj' / 'seed0', records)
+  (runs_dir / 'sec3_1_resmlp_nwj' / 'seed0' / 'run_info.json').write_text(
+      json.dumps({'seed': 0, 'sessions': [{'host': 'h'}, {'host': 'h'}]}))
+  (runs_dir / 'runner_history.jsonl').write_text(json.dumps(
+      {'key': 'sec3_1_resmlp/seed0', 'setting': 'sec3_1_resmlp', 'seed': 0, 'seconds': 0.2,
+       'returncode': 1, 'state_before': 'new'}) + '\n')
+  report.write_report(str(runs_dir), str(tmp_path))
+  text = (tmp_path / 'REPRODUCTION.md').read_text()
+  row = [line for line in text.splitlines() if line.startswith('| sec3_1_resmlp |')][0]
+  row_nwj = [line for line in text.splitlines() if line.startswith('| sec3_1_resmlp_nwj |')][0]
+  assert row.endswith('| 0:01:00 |') and row_nwj.endswith('| ≥ 0:01:00 |')
+  assert 'together at least 0:02:00' in text

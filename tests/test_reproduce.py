@@ -176,3 +176,36 @@ def test_a_run_that_another_process_is_training_is_left_alone(tmp_path):
     proc.kill()
     proc.wait()
   assert reproduce.live_process(run.model_dir) is None
+
+
+def _fake_python(tmp_path, body):
+  """An executable standing in for the Python of a run (it gets train.py's arguments)."""
+  path = tmp_path / 'fake_python'
+  path.write_text('#!/bin/bash\n' + body + '\n')
+  path.chmod(0o755)
+  return str(path)
+
+
+def test_execute_locks_the_run_and_the_child_holds_the_lock(tmp_path):
+  import fcntl  # pylint: disable=g-import-not-at-top
+  run = reproduce.plan(reproduce.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
+  lock_path = os.path.join(run.model_dir, reproduce.LOCK_FILE)
+  # The child finds the locked file among its own open files (so that the run stays locked
+  # if the runner dies), and another open of it cannot take the lock meanwhile.
+  child = _fake_python(tmp_path, (
+      f'for f in /proc/$$/fd/*; do [ "$(readlink $f)" = "{lock_path}" ] && held=1; done\n'
+      '[ -n "$held" ] || exit 7\n'
+      f'{shlex.quote(sys.executable)} -c "import fcntl, sys; f = open(sys.argv[1], \'a\')\n'
+      'try:\n  fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n'
+      f'  sys.exit(0)\nsys.exit(8)" {shlex.quote(lock_path)}'))
+  returncode, _, _ = reproduce.execute(run, REPO, python=child)
+  assert returncode == 0
+  # While another runner holds the lock: busy, nothing started.
+  os.makedirs(run.model_dir, exist_ok=True)
+  with open(lock_path, 'a') as other:
+    fcntl.flock(other, fcntl.LOCK_EX)
+    assert reproduce.execute(run, REPO, python=child) == (None, 0.0, '')
+  # Finished by another runner between the state check and the lock: not started again.
+  (tmp_path / 'sec4_iid' / 'seed0' / run.setting.result_file).write_text('{}')
+  never = _fake_python(tmp_path, 'exit 9')
+  assert reproduce.execute(run, REPO, python=never) == (None, 0.0, reproduce.FINISHED_MEANWHILE)
