@@ -184,6 +184,37 @@ def command(run, python=sys.executable, gin_bindings=(), data_dir=None):
   return cmd
 
 
+def _result_arguments(argv):
+  """The arguments of a run's argv that decide its result: all but the interpreter and
+  --data_dir (where the same data is read from)."""
+  return [a for a in argv[1:] if not a.startswith('--data_dir=')]
+
+
+def other_arguments(run, python=sys.executable, gin_bindings=(), data_dir=None):
+  """The arguments a finished run was last started with by a runner, if they differ from
+  this command's (e.g. a smoke test's --gin_bindings=train.num_steps=4), else None.
+
+  Read from the last ``==== <time> <argv>`` line of <model_dir>/runner.log; None for runs
+  the runner never started.
+  """
+  last = None
+  try:
+    with open(os.path.join(run.model_dir, RUNNER_LOG), errors='replace') as f:
+      for line in f:
+        if line.startswith('==== '):
+          last = line
+  except OSError:
+    return None
+  if last is None:
+    return None
+  try:
+    recorded = _result_arguments(shlex.split(last[len('==== '):])[1:])  # Drop the time.
+  except ValueError:  # An unparsable line: nothing to compare.
+    return None
+  current = _result_arguments(command(run, python, gin_bindings, data_dir))
+  return None if recorded == current else recorded
+
+
 def shell_command(run, python='python', gin_bindings=(), data_dir=None):
   """One shell line for ``--dry_run`` (probe runs create their directory first)."""
   line = ' '.join(shlex.quote(a) for a in command(run, python, gin_bindings, data_dir))
@@ -470,7 +501,11 @@ def run_all(runs, runs_dir, repo_dir=REPO_DIR, python=sys.executable, gin_bindin
       before = state(run)
       if before == 'finished':
         summary['skipped'].append(run.key)
-        print(f'{prefix} (finished: skipped)', file=out, flush=True)
+        other = other_arguments(run, python, gin_bindings, data_dir)
+        warning = ('' if other is None else
+                   f'\n    WARNING: it ran with other arguments ({" ".join(other)}); move '
+                   f'{run.model_dir} away to rerun it with these')
+        print(f'{prefix} (finished: skipped){warning}', file=out, flush=True)
         continue
       pid = live_process(run.model_dir)
       if pid is not None:
@@ -547,6 +582,9 @@ def status_table(runs, runs_dir):
     pid = live_process(run.model_dir) if st != 'finished' else None
     if pid is not None:
       st, detail = 'running', f'process {pid}; {detail}'
+    if st == 'finished':
+      other = other_arguments(run)
+      detail = '' if other is None else f'ran with other arguments: {" ".join(other)}'
     if st not in ('finished', 'running') and run.key in failures:  # A retry is 'running'.
       st = 'failed'
       detail = f'exit status {failures[run.key].get("returncode")} at ' \

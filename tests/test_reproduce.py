@@ -209,3 +209,25 @@ def test_execute_locks_the_run_and_the_child_holds_the_lock(tmp_path):
   (tmp_path / 'sec4_iid' / 'seed0' / run.setting.result_file).write_text('{}')
   never = _fake_python(tmp_path, 'exit 9')
   assert reproduce.execute(run, REPO, python=never) == (None, 0.0, reproduce.FINISHED_MEANWHILE)
+
+
+def test_a_finished_run_started_with_other_arguments_is_flagged(tmp_path):
+  run = reproduce.plan(reproduce.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
+  smoke = ('train.num_steps = 4',)
+  os.makedirs(run.model_dir)
+  argv = reproduce.command(run, '/some/python', smoke, data_dir='/data')
+  with open(os.path.join(run.model_dir, reproduce.RUNNER_LOG), 'w') as f:
+    f.write('==== 2026-01-01T00:00:00 ' + ' '.join(shlex.quote(a) for a in argv) + '\nlog\n')
+  with open(os.path.join(run.model_dir, reproduce.FINAL_METRICS), 'w') as f:
+    f.write('{}')
+  out = io.StringIO()
+  summary = reproduce.run_all([run], tmp_path, REPO, out=out)  # The full-length command.
+  assert summary['skipped'] == [run.key]
+  assert 'WARNING: it ran with other arguments' in out.getvalue()
+  assert '--gin_bindings=train.num_steps = 4' in out.getvalue()
+  assert 'other arguments' in reproduce.status_table([run], str(tmp_path))[0][2]
+  # The same arguments (another interpreter and data directory do not count): no warning.
+  assert reproduce.other_arguments(run, sys.executable, smoke) is None
+  out = io.StringIO()
+  reproduce.run_all([run], tmp_path, REPO, gin_bindings=smoke, out=out)
+  assert 'WARNING' not in out.getvalue()
