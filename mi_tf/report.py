@@ -588,7 +588,8 @@ def _plot(ax, table, setting, metric, label, split='eval', scale=1.0, **kwargs):
   ok = np.isfinite(mean)
   if not ok.any():
     return False
-  n = max(c[s]['n'] for s in steps)
+  ns = sorted({c[s]['n'] for s in steps[ok]})  # Seeds behind the points; a range if it varies.
+  n = str(ns[0]) if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'
   line, = ax.plot(steps[ok], mean[ok], label=f'{label} (n={n})', **kwargs)
   band = ok & np.isfinite(sd)
   if band.any():
