@@ -33,10 +33,12 @@ def test_plan_is_seed_major_with_one_seed_for_realnvp(tmp_path):
   settings = reproduce.suite_settings(['mnist'])
   runs = reproduce.plan(settings, 3, tmp_path)
   n = len(settings)
-  assert len(runs) == 3 * n - 2 * 2  # The two RealNVP settings: seed 0 only.
+  # The two RealNVP settings and the Colab-LR adversarial variant: seed 0 only.
+  assert len(runs) == 3 * n - 3 * 2
   assert [r.seed for r in runs[:n]] == [0] * n
-  realnvp = [r for r in runs if r.setting.name.startswith('sec3_1_realnvp')]
-  assert [r.seed for r in realnvp] == [0, 0]
+  single = [r for r in runs if r.setting.name.startswith('sec3_1_realnvp')
+            or r.setting.name == 'sec3_1_adversarial_colab_lr']
+  assert [r.seed for r in single] == [0, 0, 0]
   runs = reproduce.plan(settings, 2, tmp_path, {'sec3_1_realnvp': 3})
   assert [r.seed for r in runs if r.setting.name == 'sec3_1_realnvp'] == [0, 1, 2]
   assert runs[0].model_dir == os.path.join(tmp_path, 'baseline_pixels', 'seed0')
