@@ -22,8 +22,14 @@ def read(model_dir_or_path):
     path = os.path.join(path, FILENAME)
   if not tf.io.gfile.exists(path):
     return []
+  records = []
   with tf.io.gfile.GFile(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:  # Blank, or torn by a process killed mid-write: not a record. A
+        pass              # resumed run rewrites everything after its checkpoint anyway.
+  return records
 
 
 class MetricsLog:
@@ -41,7 +47,15 @@ class MetricsLog:
     records = read(self.path)
     kept = [r for r in records
             if r['step'] < step or (r['step'] == step and r['split'] != 'eval')]
-    if len(kept) == len(records):
+    if tf.io.gfile.exists(self.path):
+      with tf.io.gfile.GFile(self.path) as f:
+        text = f.read()
+      # False after a torn line (unparsable, or the file does not end with a newline).
+      intact = (sum(1 for line in text.splitlines() if line.strip()) == len(records)
+                and (not text or text.endswith('\n')))
+    else:
+      intact = True
+    if len(kept) == len(records) and intact:
       return
     tmp = self.path + '.tmp'
     with tf.io.gfile.GFile(tmp, 'w') as f:

@@ -351,8 +351,14 @@ def read_history(runs_dir):
   path = os.path.join(runs_dir, HISTORY_FILE)
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:  # Blank, or torn by a runner killed while appending: not a record.
+        pass
+  return records
 
 
 def _known_durations(runs, runs_dir):
