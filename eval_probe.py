@@ -11,7 +11,8 @@ Loads only the SavedModel (no mi_tf model classes), extracts frozen features of 
 test top halves, fits min-max scaling + SAGA logistic regression (C=10, tol=0.1), prints and
 writes a JSON result. --probe=converged fits the same model to convergence instead
 (mi_tf.probe.converged_probe: full-batch L-BFGS in TensorFlow, about 30 s on 60k x 392 pixels);
---probe=fast stops the same solver at a looser tolerance (about 10 s, within 0.1 point).
+--probe=fast stops the same solver at a looser tolerance (5.7 s there, within 0.1 point;
+BENCHMARKS.md section 5).
 """
 
 import argparse

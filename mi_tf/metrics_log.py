@@ -20,16 +20,26 @@ def read(model_dir_or_path):
   path = model_dir_or_path
   if tf.io.gfile.isdir(path):
     path = os.path.join(path, FILENAME)
+  return _parse(path)[0]
+
+
+def _parse(path):
+  """(records, intact) of a metrics file: blank lines and a line torn by a process killed
+  mid-write are skipped (a resumed run rewrites everything after its checkpoint anyway);
+  intact is False if there was such a line or the file does not end with a newline."""
   if not tf.io.gfile.exists(path):
-    return []
-  records = []
+    return [], True
   with tf.io.gfile.GFile(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except ValueError:  # Blank, or torn by a process killed mid-write: not a record. A
-        pass              # resumed run rewrites everything after its checkpoint anyway.
-  return records
+    text = f.read()
+  records, intact = [], not text or text.endswith('\n')
+  for line in text.splitlines():
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      intact = False
+  return records, intact
 
 
 class MetricsLog:
@@ -43,24 +53,18 @@ class MetricsLog:
 
     Those are every record after ``step`` and the evaluation AT ``step`` (a resumed run
     evaluates first); the training record at ``step`` was written before the checkpoint.
+    Returns the records kept.
     """
-    records = read(self.path)
+    records, intact = _parse(self.path)
     kept = [r for r in records
             if r['step'] < step or (r['step'] == step and r['split'] != 'eval')]
-    if tf.io.gfile.exists(self.path):
-      with tf.io.gfile.GFile(self.path) as f:
-        text = f.read()
-      # False after a torn line (unparsable, or the file does not end with a newline).
-      intact = (sum(1 for line in text.splitlines() if line.strip()) == len(records)
-                and (not text or text.endswith('\n')))
-    else:
-      intact = True
     if len(kept) == len(records) and intact:
-      return
+      return kept
     tmp = self.path + '.tmp'
     with tf.io.gfile.GFile(tmp, 'w') as f:
       f.write(''.join(json.dumps(r) + '\n' for r in kept))
     tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    return kept
 
   def write(self, step, split, values):
     """Appends ``values`` (dict metric -> number) at ``step``; non-scalars are skipped."""

@@ -31,6 +31,8 @@ import signal
 
 import numpy as np
 
+from mi_tf import reproduce
+
 ACC = 'probe/test_accuracy'
 TRUE_MI_SEC4 = -0.5 * math.log(1 - 0.2**2)  # 0.0204 nats (PAPER.md, Sec. 4).
 LOG_BATCH = math.log(128)
@@ -68,21 +70,6 @@ def _read_json(path):
     return None
 
 
-def _read_jsonl(path):
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          out.append(json.loads(line))
-        except ValueError:  # A line cut by a kill: ignored (the run resumes before it).
-          pass
-  return out
-
-
 def _gin_int(config, name):
   m = re.search(rf'^{re.escape(name)}\s*=\s*(\d+)\s*$', config or '', re.M)
   return int(m.group(1)) if m else None
@@ -106,7 +93,7 @@ def load_run(model_dir):
                if k in probe]
     return {'records': records, 'finished': True, 'final': dict(probe, step=0),
             'run_info': None, 'config': None, 'kind': 'probe', 'model_dir': str(d)}
-  records = _read_jsonl(d / 'metrics.jsonl')
+  records = reproduce.read_jsonl(d / 'metrics.jsonl')
   config = (d / 'config.gin').read_text() if (d / 'config.gin').is_file() else None
   operative = (d / 'operative_config.gin').read_text() if (
       d / 'operative_config.gin').is_file() else None
@@ -814,6 +801,10 @@ def machine_info():
   return info
 
 
+# Exit statuses of a runner attempt that ended a training session: finished, or SIGTERM.
+_SESSION_ENDS = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+
+
 def run_wall_seconds(run, history_seconds=None):
   """(seconds, exact?) of a finished run.
 
@@ -1048,7 +1039,6 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   Returns:
     dict: claims, paths.
   """
-  from mi_tf import reproduce  # pylint: disable=g-import-not-at-top
   runs = load_runs(runs_dir)
   finished = {s: {seed: r['records'] for seed, r in by_seed.items() if r['finished']}
               for s, by_seed in runs.items()}
@@ -1085,10 +1075,9 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       entries = history.get(f'{s}/seed{seed}', [])
       sessions = len(info.get('sessions', [])) or 1
       # The runner's history is the run's time if its attempts are exactly the sessions: each
-      # ended finished (0) or stopped by SIGTERM; a failed attempt may not have trained.
-      stopped = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+      # ended finished or stopped by SIGTERM; a failed attempt may not have trained.
       hist = (sum(e['seconds'] for e in entries)
-              if len(entries) == sessions and all(e.get('returncode') in stopped
+              if len(entries) == sessions and all(e.get('returncode') in _SESSION_ENDS
                                                   for e in entries) else None)
       sec, ok = run_wall_seconds(run, hist)
       if sec is not None:

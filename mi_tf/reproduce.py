@@ -348,16 +348,22 @@ def _append_history(runs_dir, record):
 
 def read_history(runs_dir):
   """Every run execution of the runner: dicts key, setting, seed, start, seconds, returncode."""
-  path = os.path.join(runs_dir, HISTORY_FILE)
-  if not os.path.exists(path):
-    return []
+  return read_jsonl(os.path.join(runs_dir, HISTORY_FILE))
+
+
+def read_jsonl(path):
+  """The records of a JSON-lines file ([] if absent); blank lines and a line torn by a
+  process killed while appending are skipped."""
   records = []
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except ValueError:  # Blank, or torn by a runner killed while appending: not a record.
-        pass
+  try:
+    with open(path) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          pass
+  except FileNotFoundError:
+    pass
   return records
 
 

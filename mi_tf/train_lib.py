@@ -118,8 +118,9 @@ def _restore(manager, checkpoint):
   return None
 
 
-def _wall_seconds_before(model_dir, start_step):
-  """Wall seconds that earlier sessions spent on the first ``start_step`` steps.
+def _wall_seconds_before(records, start_step):
+  """Wall seconds that earlier sessions spent on the first ``start_step`` steps, from the
+  run's metrics records (those ``MetricsLog.truncate_from`` kept).
 
   Every training record carries ``wall_seconds``: the training and evaluation time of all
   sessions so far, each counted up to the checkpoint its successor resumed from (the steps
@@ -130,7 +131,7 @@ def _wall_seconds_before(model_dir, start_step):
   """
   if start_step == 0:
     return 0.0
-  for record in metrics_log.read(model_dir):
+  for record in records:
     if (record['step'] == start_step and record['split'] == 'train'
         and record['metric'] == 'wall_seconds'):
       return float(record['value'])
@@ -247,8 +248,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
 
   _write_run_info(write_dir, seed, strategy, start_step, task)
   log = metrics_log.MetricsLog(write_dir)
-  log.truncate_from(start_step)  # Records written after the checkpoint are written again.
-  wall_before = _wall_seconds_before(write_dir, start_step)
+  # Records written after the checkpoint are written again.
+  wall_before = _wall_seconds_before(log.truncate_from(start_step), start_step)
   train_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'train'))
   eval_writer = tf.summary.create_file_writer(os.path.join(write_dir, 'eval'))
 
