@@ -390,6 +390,28 @@ def realnvp_breakdown(gin_file='sec3_1_realnvp.gin', repeats=10, batch_size=128)
 
 
 # ---------------------------------------------------------------- wall times
+def machine_load():
+  """What else the CPUs were doing: the 1/5/15-min load averages, and the other processes that
+  are training (a `train.py` or `eval_probe.py` command line) and RUNNING, i.e. not stopped by
+  measure_idle.sh's SIGSTOP. BENCHMARKS.md calls a measurement 'idle' when this list is empty."""
+  busy = []
+  for pid in os.listdir('/proc') if os.path.isdir('/proc') else ():
+    if not pid.isdigit() or int(pid) == os.getpid():
+      continue
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+      with open(f'/proc/{pid}/stat') as f:
+        state = f.read().rsplit(')', 1)[1].split()[0]
+    except OSError:  # The process ended while we looked.
+      continue
+    if state != 'T' and ('train.py --gin_file' in cmd or 'eval_probe.py' in cmd):
+      busy.append({'pid': int(pid), 'command': cmd[:200]})
+  return {'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+          'load_average': [round(x, 2) for x in os.getloadavg()],
+          'other_trainings_running': busy}
+
+
 def wall_times(runs_dir):
   """Single-seed (seed0) wall times of finished MNIST runs, from final_metrics.json and the
   runner's history (sum of the seconds of all its invocations of that key)."""
@@ -455,11 +477,17 @@ def main():
   out = {'date': time.strftime('%Y-%m-%d %H:%M:%S'), 'argv': sys.argv,
          'machine': {'platform': platform.platform(), 'cpus': os.cpu_count(),
                      'processor': platform.processor()},
-         'tensorflow': tf.__version__, 'quick': quick}
+         'tensorflow': tf.__version__, 'quick': quick,
+         'load_at_start': machine_load()}
   print(f'# mi_tf benchmarks {out["date"]}  TF {tf.__version__}  {os.cpu_count()} CPUs'
         f'{"  (QUICK: smoke sizes, numbers meaningless)" if quick else ""}')
+  busy = out['load_at_start']['other_trainings_running']
+  print(f'# load average {out["load_at_start"]["load_average"]}; '
+        + (f'UNDER LOAD: {len(busy)} other training process(es) running' if busy
+           else 'no other training running (idle)'))
 
   def save():
+    out['load_at_end'] = machine_load()
     if args.output:
       with open(args.output, 'w') as f:
         json.dump(out, f, indent=2, default=str)
