@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from mi_tf import jsonl
+
 FILENAME = 'metrics.jsonl'
 
 
@@ -24,22 +26,12 @@ def read(model_dir_or_path):
 
 
 def _parse(path):
-  """(records, intact) of a metrics file: blank lines and a line torn by a process killed
-  mid-write are skipped (a resumed run rewrites everything after its checkpoint anyway);
-  intact is False if there was such a line or the file does not end with a newline."""
+  """(records, intact) of a metrics file; see ``jsonl.parse`` (a torn or blank line is skipped
+  and makes it not intact)."""
   if not tf.io.gfile.exists(path):
     return [], True
   with tf.io.gfile.GFile(path) as f:
-    text = f.read()
-  records, intact = [], not text or text.endswith('\n')
-  for line in text.splitlines():
-    if not line.strip():
-      continue
-    try:
-      records.append(json.loads(line))
-    except ValueError:
-      intact = False
-  return records, intact
+    return jsonl.parse(f.read())
 
 
 class MetricsLog:

@@ -31,6 +31,7 @@ import signal
 
 import numpy as np
 
+from mi_tf import jsonl
 from mi_tf import reproduce
 
 ACC = 'probe/test_accuracy'
@@ -93,7 +94,7 @@ def load_run(model_dir):
                if k in probe]
     return {'records': records, 'finished': True, 'final': dict(probe, step=0),
             'run_info': None, 'config': None, 'kind': 'probe', 'model_dir': str(d)}
-  records = reproduce.read_jsonl(d / 'metrics.jsonl')
+  records = jsonl.read(d / 'metrics.jsonl')
   config = (d / 'config.gin').read_text() if (d / 'config.gin').is_file() else None
   operative = (d / 'operative_config.gin').read_text() if (
       d / 'operative_config.gin').is_file() else None

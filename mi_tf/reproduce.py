@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from mi_tf import jsonl
+
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
 FAILURES_FILE = 'failures.json'
 HISTORY_FILE = 'runner_history.jsonl'
@@ -348,23 +350,7 @@ def _append_history(runs_dir, record):
 
 def read_history(runs_dir):
   """Every run execution of the runner: dicts key, setting, seed, start, seconds, returncode."""
-  return read_jsonl(os.path.join(runs_dir, HISTORY_FILE))
-
-
-def read_jsonl(path):
-  """The records of a JSON-lines file ([] if absent); blank lines and a line torn by a
-  process killed while appending are skipped."""
-  records = []
-  try:
-    with open(path) as f:
-      for line in f:
-        try:
-          records.append(json.loads(line))
-        except ValueError:
-          pass
-  except FileNotFoundError:
-    pass
-  return records
+  return jsonl.read(os.path.join(runs_dir, HISTORY_FILE))
 
 
 def _known_durations(runs, runs_dir):

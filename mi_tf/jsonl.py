@@ -1,0 +1,33 @@
+"""JSON-lines files written by appending (``metrics.jsonl``, the runner's history): the one
+tolerant parser that the training loop, the runner and the report share.
+
+A process killed while appending leaves a torn last line; it is skipped here (a resumed run
+writes everything after its checkpoint again), as are blank lines. No TensorFlow import: the
+runner and the report read these files without it (``metrics_log`` reads through tf.io.gfile
+and parses with ``parse``).
+"""
+
+import json
+
+
+def parse(text):
+  """(records, intact) of a JSON-lines text: the parsed lines, skipping blank and unparsable
+  ones; intact is False if a line was unparsable or the text does not end with a newline."""
+  records, intact = [], not text or text.endswith('\n')
+  for line in text.splitlines():
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      intact = False
+  return records, intact
+
+
+def read(path):
+  """The records of a local JSON-lines file ([] if it does not exist); see ``parse``."""
+  try:
+    with open(path) as f:
+      return parse(f.read())[0]
+  except FileNotFoundError:
+    return []
