@@ -4,7 +4,7 @@
   python eval_probe.py --saved_model=RUN/export             # features g1(X1) of the SavedModel
   python eval_probe.py --pixels                             # raw-pixel baseline on X1 (~85%)
   python eval_probe.py --pixels --noise_std=0.05            # noisy pixels (Sec. 3.1, ~84%)
-  python eval_probe.py --pixels --probe=converged           # converged L-BFGS probe (issue 6)
+  python eval_probe.py --pixels --probe=converged           # converged L-BFGS probe
   python eval_probe.py --pixels --probe=fast                # same, looser tolerance (~3x faster)
 
 Loads only the SavedModel (no mi_tf model classes), extracts frozen features of the train and

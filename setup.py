@@ -11,14 +11,16 @@ setup(
     python_requires='>=3.10',
     install_requires=[
         'tensorflow==2.21.0',
-        'tf-keras==2.21.0',  # TFP 0.25 imports tf_keras unconditionally (PITFALLS 3).
+        'tf-keras==2.21.0',  # TFP 0.25 imports tf_keras unconditionally.
         'tensorflow-probability==0.25.0',
         'tensorflow-datasets==4.9.10',
-        'tensorboard==2.21.0',  # TF 2.21 no longer pulls it in (PITFALLS 10).
+        'tensorboard==2.21.0',  # TF 2.21 no longer pulls it in.
         'gin-config==0.5.0',
         'scikit-learn==1.9.1',
-        'importlib_resources',  # tfds 4.9.10 imports it without declaring it (PITFALLS 9).
+        'importlib_resources',  # tfds 4.9.10 imports it without declaring it.
         'matplotlib',
     ],
-    extras_require={'test': ['pytest']},
+    # The test tools: the suite, the import-layer contracts (.importlinter) and the linter
+    # (ruff.toml), all run by .ci/run.
+    extras_require={'test': ['pytest', 'import-linter==2.17', 'ruff==0.17.6']},
 )

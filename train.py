@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TF's CPU start-up noise (PITFALLS 11).
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TF's CPU start-up noise.
 
 
 def main(argv=None):
@@ -33,14 +33,14 @@ def main(argv=None):
   logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(levelname)s %(message)s',
                       datefmt='%H:%M:%S')
   logging.getLogger('mi_tf').setLevel(logging.INFO)
-  from mi_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from mi_tf import launch
   bindings = list(args.gin_bindings)
   if args.data_dir:
     bindings.append(f'ImageHalves.data_dir = {args.data_dir!r}')
   if args.seed is not None:
     bindings.append(f'train.seed = {args.seed}')
   try:
-    train_lib.train_with_gin(args.model_dir, args.gin_file, bindings,
+    launch.train_with_gin(args.model_dir, args.gin_file, bindings,
                              distribution=args.distribution, tpu=args.tpu)
   except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
     logging.error('%s: %s', type(e).__name__, e)

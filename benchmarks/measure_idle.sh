@@ -1,5 +1,5 @@
 #!/bin/bash
-# The final measurement of BENCHMARKS.md (issue 6): pauses the background trainings of
+# The final measurement of BENCHMARKS.md: pauses the background trainings of
 # /work/runs (SIGSTOP) so the machine is otherwise idle, runs the benchmark, and ALWAYS resumes
 # them (SIGCONT, via a trap) even if the benchmark fails. Usage:
 #   bash benchmarks/measure_idle.sh OUTPUT.json [extra args for run_benchmarks.py]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Issue 6 benchmark suite: prints tables (and a JSON file); NOT a timed test.
+"""The benchmark suite: prints tables (and a JSON file); NOT a timed test.
 
   TFDS_DATA_DIR=../shared/data/tensorflow_datasets python benchmarks/run_benchmarks.py \
       --output=benchmarks/results.json            # full (~10 min on 2 idle cores)
@@ -9,7 +9,7 @@ Sections (each in the same process, so ratios compare like with like):
   peak      float32 matmul GFLOP/s (n x n @ n x n, median of repeats): the machine's peak.
   overhead  an EMPTY task through train_lib.train: per-step cost of the loop machinery.
   train     steps/s at batch 128 of every experiment's model, run through
-            train_lib.train_with_gin on its own gin file (the real inner tf.range loop);
+            launch.train_with_gin on its own gin file (the real inner tf.range loop);
             steps/s is the median over log windows after the first (which holds tracing).
             FLOPs of one step: the registered flops statistics of every op of the step's
             concrete-function graph (what tf.compat.v1.profiler float_operation sums), plus
@@ -48,9 +48,9 @@ import tensorflow as tf  # noqa: E402
 
 from mi_tf import data as data_lib  # noqa: E402
 from mi_tf import probe as probe_lib  # noqa: E402
-from mi_tf import tasks as tasks_lib  # noqa: E402
+from mi_tf.tasks import base as tasks_lib  # noqa: E402
 from mi_tf import train_lib  # noqa: E402
-from mi_tf import configurables  # noqa: E402,F401  pylint: disable=unused-import
+from mi_tf import launch  # noqa: E402,F401  (registers every configurable)
 
 GIN = os.path.join(REPO, 'gin')
 
@@ -141,7 +141,7 @@ def graph_flops(graph):
 
 
 def _parse(gin_file, bindings):
-  train_lib.parse_gin([os.path.join(GIN, gin_file)], bindings)
+  launch.parse_gin([os.path.join(GIN, gin_file)], bindings)
 
 
 def built_task(gin_file, bindings, batch_size=128, query=()):
@@ -174,7 +174,7 @@ def train_steps_per_second(gin_file, window, num_windows, extra=()):
       f'train.eval_every = {steps}', f'train.checkpoint_every = {steps}') + tuple(extra)
   with tempfile.TemporaryDirectory(prefix='mi_tf_bench_') as model_dir:
     start = time.time()
-    train_lib.train_with_gin(model_dir, [os.path.join(GIN, gin_file)], bindings)
+    launch.train_with_gin(model_dir, [os.path.join(GIN, gin_file)], bindings)
     total = time.time() - start
     rates = []
     with open(os.path.join(model_dir, 'metrics.jsonl')) as f:
@@ -214,8 +214,8 @@ def empty_step_rate(window, num_windows):
     train_lib.train(model_dir, task=EmptyTask(), num_steps=window * num_windows,
                     log_every=window, eval_every=window * num_windows,
                     checkpoint_every=window * num_windows)
-    rates = [json.loads(l)['value'] for l in open(os.path.join(model_dir, 'metrics.jsonl'))
-             if '"steps_per_second"' in l]
+    rates = [json.loads(line)['value'] for line in open(os.path.join(model_dir, 'metrics.jsonl'))
+             if '"steps_per_second"' in line]
   return median(rates[1:]), rates
 
 
@@ -601,7 +601,8 @@ def main():
     for name, f_tr, f_te in sources:
       repeats = 1 if quick else (args.repeats if name == 'pixels' else args.feature_repeats)
       rows += probe_comparison(name, f_tr, y_tr, f_te, y_te, repeats,
-                               probe_variants(name == 'pixels', args.probe_tfp and name == 'pixels'))
+                               probe_variants(name == 'pixels',
+                                              args.probe_tfp and name == 'pixels'))
       if args.sklearn_reference:
         ref = sklearn_converged(f_tr, y_tr, f_te, y_te)
         rows.append({'features': name, 'probe': 'sklearn lbfgs tol=1e-8 (reference)',

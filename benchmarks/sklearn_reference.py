@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Converged scikit-learn reference for the pixel probe (issue 6): lbfgs to tol 1e-8.
+"""Converged scikit-learn reference for the pixel probe: lbfgs to tol 1e-8.
 
   python benchmarks/sklearn_reference.py      # prints a JSON line; takes minutes on purpose
 
@@ -13,7 +13,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 import run_benchmarks  # noqa: E402
 from mi_tf import data as data_lib  # noqa: E402
 

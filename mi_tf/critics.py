@@ -3,13 +3,13 @@
 Each critic is a Keras layer called as ``critic(x, y)`` with x: [b, dx] and y: [B, dy]; it
 returns the score matrix S: [b, B], ``S[i, j] = f(x_i, y_j)``, which the estimators in
 ``mi_tf.estimators`` turn into I_NCE or I_NWJ. Sizes follow Sec. 3.2 / App. A of the paper.
+
+Plain Keras: no gin here (``mi_tf.launch`` makes the critics configurable for gin files).
 """
 
-from mi_tf import gin_keras
 import keras
 
 
-@gin_keras.configurable
 class Bilinear(keras.layers.Layer):
   """Bilinear critic f(x, y) = x^T W y (no bias); W is [dx, dy], built from the inputs."""
 
@@ -22,7 +22,6 @@ class Bilinear(keras.layers.Layer):
     return keras.ops.matmul(keras.ops.matmul(x, self.w), keras.ops.transpose(y))
 
 
-@gin_keras.configurable
 class Separable(keras.layers.Layer):
   """Separable critic f(x, y) = phi1(x)^T phi2(y).
 
@@ -41,7 +40,6 @@ class Separable(keras.layers.Layer):
     return keras.ops.matmul(self.phi1(x), keras.ops.transpose(self.phi2(y)))
 
 
-@gin_keras.configurable
 class Concat(keras.layers.Layer):
   """Concat ("MLP") critic f(x, y) = phi([x, y]) on all b x B pairs.
 

@@ -9,6 +9,10 @@ Halves are kept as images [H/2, W, C] (MNIST: 14x28x1, CIFAR-10: 16x32x3); encod
 flatten them, which gives exactly the paper's X1 = first 392 of the 784 flattened pixels.
 Optional *coupled* noise (Sec. 3.1, residual MLP): ONE vector n ~ N(0, std^2) per example is
 added to both halves, X1 + n and X2 + n.
+
+``ImageHalves`` is the data object the image tasks are given (``MIMaximization.data``, gin:
+``ImageHalves.dataset = 'mnist'``): one dataset, its splits and its noise, with the training
+stream and the evaluation splits.
 """
 
 import functools
@@ -17,6 +21,7 @@ import os
 import re
 import socket
 
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -225,3 +230,51 @@ def eval_halves(dataset='mnist', split='test', data_dir=None, noise_std=0.0, noi
   for a in (x1, x2):
     a.setflags(write=False)
   return x1, x2, labels
+
+
+@gin.configurable
+class ImageHalves:
+  """A TFDS image dataset seen as pairs of halves (X1 = top, X2 = bottom), Sec. 3.
+
+  Args:
+    dataset: TFDS name ('mnist'; 'cifar10' for App. G).
+    data_dir: TFDS data directory (None: TFDS's default, which honours TFDS_DATA_DIR).
+    noise_std: std of the coupled noise added to both halves (Sec. 3.1 residual MLP: 0.05).
+    train_split, probe_train_split, test_split: TFDS split strings (slices allowed, e.g.
+      'train[:2000]' in tests). The probe fits on probe_train_split and scores on test_split.
+    download: see ``mi_tf.data.check_available``.
+  """
+
+  def __init__(self, dataset='mnist', data_dir=None, noise_std=0.0, train_split='train',
+               probe_train_split='train', test_split='test', download=None):
+    self.dataset = dataset
+    self.data_dir = data_dir
+    self.noise_std = float(noise_std)
+    self.train_split = train_split
+    self.probe_train_split = probe_train_split
+    self.test_split = test_split
+    self.download = download
+
+  def check(self):
+    """Fails fast (seconds) with a clear message if any split cannot be loaded."""
+    for split in (self.train_split, self.probe_train_split, self.test_split):
+      builder = check_available(self.dataset, split, self.data_dir, self.download)
+    return builder
+
+  @property
+  def input_shape(self):
+    """Shape of one half, e.g. (14, 28, 1) for MNIST."""
+    builder = check_available(self.dataset, self.train_split, self.data_dir,
+                                       self.download)
+    return half_shape(builder.info.features['image'].shape)
+
+  def train_dataset(self, batch_size, seed, input_context=None, start_step=0):
+    return train_dataset(self.dataset, self.train_split, self.data_dir, batch_size,
+                                  seed, self.noise_std, input_context=input_context,
+                                  start_step=start_step, download=self.download)
+
+  def eval_split(self, which, noise_seed=0):
+    """'train' or 'test' -> (x1, x2, labels), whole split in order."""
+    split = self.probe_train_split if which == 'train' else self.test_split
+    return eval_halves(self.dataset, split, self.data_dir, self.noise_std,
+                                noise_seed, self.download)

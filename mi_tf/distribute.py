@@ -2,7 +2,8 @@
 
 InfoNCE and NWJ score each positive against the negatives of the WHOLE global batch, so each
 replica needs the representations of all replicas. ``ReplicaContext.all_gather`` fails under
-MultiWorkerMirroredStrategy on this stack (PITFALLS.md, item 6); ``cross_replica_concat`` builds
+MultiWorkerMirroredStrategy on this stack ("destinations can not be empty", TF 2.21, two
+local CPU workers); ``cross_replica_concat`` builds
 the concatenation from a scatter into a zero tensor plus an all-reduce SUM (the pattern of
 SimCLR's TF2 code), which is differentiable: the gradient of an all-reduce is the all-reduce of
 the gradients.

@@ -21,7 +21,9 @@ per-row form because the tfp functions reduce over the whole matrix and cannot t
 cross-replica row block.
 """
 
+import dataclasses
 import math
+from typing import Callable
 
 import tensorflow as tf
 
@@ -85,13 +87,47 @@ def nwj(scores):
   return tf.reduce_mean(nwj_per_row(scores))
 
 
-# Per-row forms by the names used in gin files and metrics ("infonce", "nwj").
-PER_ROW = {'infonce': infonce_per_row, 'nwj': nwj_per_row}
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """One MI estimator as the rest of the project sees it.
+
+  name: the name in gin files and run metadata (``MIMaximization.estimator = 'infonce'``).
+  metric: the prefix of its logged values (``I_NCE/test``, ``I_NCE/train``, ``I_NCE/eval``).
+  per_row: ``fn(scores [b, B], row_offset) -> [b]``, whose mean over the B rows of the global
+    batch is the estimate (the form above; the training loss and every evaluation use it).
+  """
+  name: str
+  metric: str
+  per_row: Callable
+
+  def value(self, scores):
+    """The estimate of a square score matrix [B, B] (positives on the diagonal); a scalar."""
+    return tf.reduce_mean(self.per_row(scores))
 
 
-def get_per_row(name):
-  """Returns the per-row function of the estimator called ``name`` ('infonce' or 'nwj')."""
+# THE registry of estimators: name -> Estimator. Training objectives, evaluations (which log
+# every registered estimator), the known-MI validation and the staircase all look estimators
+# up here, so adding one is a per-row function and one ``register`` call.
+REGISTRY = {}
+
+
+def register(name, metric, per_row):
+  """Adds an estimator under ``name`` (gin) with logged prefix ``metric``; returns it."""
+  if name in REGISTRY:
+    raise ValueError(f'Estimator {name!r} is already registered.')
+  if any(e.metric == metric for e in REGISTRY.values()):
+    raise ValueError(f'Metric name {metric!r} is already used by another estimator.')
+  REGISTRY[name] = Estimator(name, metric, per_row)
+  return REGISTRY[name]
+
+
+def get(name):
+  """The registered Estimator called ``name``; a ValueError names the choices."""
   try:
-    return PER_ROW[name]
+    return REGISTRY[name]
   except KeyError:
-    raise ValueError(f'Unknown estimator {name!r}; choose one of {sorted(PER_ROW)}.') from None
+    raise ValueError(f'Unknown estimator {name!r}; choose one of {sorted(REGISTRY)}.') from None
+
+
+register('infonce', 'I_NCE', infonce_per_row)
+register('nwj', 'I_NWJ', nwj_per_row)

@@ -1,12 +1,106 @@
-"""Stand-alone linear-probe evaluation of an exported encoder or of raw pixels (eval_probe.py)."""
+"""Evaluation: frozen features, the paper's linear probe, head metrics, blockwise estimates of
+every registered estimator, and the stand-alone probe of an exported encoder (eval_probe.py).
+
+big_vision's evaluators are the model: each function here yields named metrics
+(``{'probe/test_accuracy': ..., 'I_NCE/test': ...}``) that a task's ``evaluate`` collects;
+none of them knows which task or training loop calls it.
+"""
 
 import time
+import weakref
 
 import numpy as np
+import tensorflow as tf
 
 from mi_tf import data as data_lib
+from mi_tf import estimators
 from mi_tf import export as export_lib
 from mi_tf import probe as probe_lib
+
+
+# Not an attribute of the model: Keras would track it and SavedModel export would trace it.
+_ENCODE_FNS = weakref.WeakKeyDictionary()
+
+
+def encode(model, x, batch_size=1000):
+  """Frozen features ``model(x)`` of a numpy array [N, ...], in batches -> numpy [N, D].
+
+  The tf.function is built once per model (one trace per batch shape).
+  """
+  fn = _ENCODE_FNS.get(model)
+  if fn is None:
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    _ENCODE_FNS[model] = fn
+  out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy()
+         for i in range(0, len(x), batch_size)]
+  return np.concatenate(out)
+
+
+def encode_eval_splits(data, model):
+  """Frozen features model(X1) of the train and test evaluation splits of ``data``.
+
+  Args:
+    data: a ``mi_tf.data.ImageHalves``.
+    model: the encoder g1, [N, ...] -> [N, D].
+  Returns:
+    (f_tr [N_tr, D], y_tr [N_tr], f_te [N_te, D], y_te [N_te], {'eval/encode_seconds': s}).
+  """
+  x1_tr, _, y_tr = data.eval_split('train')
+  x1_te, _, y_te = data.eval_split('test')
+  start = time.time()
+  f_tr, f_te = encode(model, x1_tr), encode(model, x1_te)
+  return f_tr, y_tr, f_te, y_te, {'eval/encode_seconds': time.time() - start}
+
+
+def probe_metrics(f_tr, y_tr, f_te, y_te):
+  """The paper's linear probe (mi_tf.probe) on frozen features, as evaluation metrics.
+
+  Args:
+    f_tr, f_te: features g1(X1) of the train and test splits, [N, D].
+    y_tr, y_te: their labels, [N].
+  Returns:
+    dict: probe/test_accuracy, probe/train_accuracy, probe/seconds.
+  """
+  probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
+  return {'probe/test_accuracy': probe['test_accuracy'],
+          'probe/train_accuracy': probe['train_accuracy'],
+          'probe/seconds': probe['seconds']}
+
+
+def head_metrics(head, f_te, y_te):
+  """Accuracy and cross-entropy of a trained linear head on test features.
+
+  Args:
+    head: a layer mapping features [N, D] to logits [N, C].
+    f_te: test features [N, D]; y_te: labels [N].
+  Returns:
+    (dict with head/test_accuracy and head/test_cross_entropy, logits [N, C]).
+  """
+  logits = head(tf.constant(f_te), training=False)
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_te, logits=logits)
+  return {'head/test_accuracy': float(np.mean(np.argmax(logits, -1) == y_te)),
+          'head/test_cross_entropy': float(tf.reduce_mean(ce))}, logits
+
+
+def block_estimates(scores_fn, num_blocks):
+  """Every registered estimator on ``num_blocks`` score matrices, in one graph.
+
+  Scores are cast to float64 first: the NWJ value of a critic trained with InfoNCE overflows
+  float32 (exp of scores in the thousands).
+
+  Args:
+    scores_fn: ``k -> scores [d, d]`` (positives on the diagonal) for block k < num_blocks;
+      traced inside a ``tf.range`` loop, so it must be TF code (a tf.function caller).
+    num_blocks: the number of blocks (a Python int or a scalar int tensor).
+  Returns:
+    {estimator name: float64 tensor [num_blocks]} of per-block estimates.
+  """
+  chosen = list(estimators.REGISTRY.values())
+  arrays = [tf.TensorArray(tf.float64, size=num_blocks) for _ in chosen]
+  for k in tf.range(num_blocks):
+    s = tf.cast(scores_fn(k), tf.float64)
+    arrays = [a.write(k, e.value(s)) for a, e in zip(arrays, chosen)]
+  return {e.name: a.stack() for e, a in zip(chosen, arrays)}
 
 
 def batched_features(encode, x, batch_size=1000):
@@ -25,7 +119,8 @@ def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_st
   """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
 
   probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol), 'converged'
-    (``mi_tf.probe.converged_probe``, issue 6) or 'fast' (the same, ``probe.FAST_TOLERANCE``).
+    (``mi_tf.probe.converged_probe``: the same objective, L-BFGS to convergence) or 'fast'
+    (the same, stopped at ``probe.FAST_TOLERANCE``).
 
   Returns:
     dict: train_accuracy, test_accuracy, feature_dim, train_size, test_size, seconds (total),

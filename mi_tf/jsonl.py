@@ -1,5 +1,6 @@
 """JSON-lines files written by appending (``metrics.jsonl``, the runner's history): the one
-tolerant parser that the training loop, the runner and the report share.
+tolerant parser that the training loop, the runner and the report share; and the tolerant
+reader of the small JSON files of a run directory.
 
 A process killed while appending leaves a torn last line; it is skipped here (a resumed run
 writes everything after its checkpoint again), as are blank lines. No TensorFlow import: the
@@ -22,6 +23,16 @@ def parse(text):
     except ValueError:
       intact = False
   return records, intact
+
+
+def read_json(path, default=None):
+  """A whole local JSON file, or ``default`` if it is missing or unparsable (a run's
+  final_metrics.json, probe_result.json, run_info.json, the runner's failures.json)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return default
 
 
 def read(path):

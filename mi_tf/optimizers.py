@@ -1,6 +1,6 @@
-"""Adam with TensorFlow's fused update kernel (issue 6: the same optimizer, fewer memory passes).
+"""Adam with TensorFlow's fused update kernel (the same optimizer, fewer memory passes).
 
-Every experiment trains with Adam (PAPER.md). Keras 3's ``keras.optimizers.Adam`` updates each
+Every experiment of the paper trains with Adam. Keras 3's ``keras.optimizers.Adam`` updates each
 variable with about eight separate elementwise ops (two assign_adds, a square, a sqrt, ...), each
 one a pass over memory: on the RealNVP's 28M parameters the update alone took 74 ms of a 286 ms
 step (BENCHMARKS.md, "Where the RealNVP step goes"). TensorFlow's own ``ResourceApplyAdam``

@@ -5,7 +5,7 @@ set, multinomial logistic regression with scikit-learn's SAGA solver, C=10, tol=
 max_iter=100, fit on all 60k training images and scored on all 10k test images. With tol=0.1
 SAGA stops after a few epochs, before convergence; that is the paper's protocol and the default.
 
-``converged_probe`` (issue 6, opt-in: ``fit_probe(..., protocol='converged')``, ``eval_probe.py
+``converged_probe`` (opt-in: ``fit_probe(..., protocol='converged')``, ``eval_probe.py
 --probe=converged``) minimises the same objective on the same features to convergence with
 full-batch L-BFGS in TensorFlow. ``protocol='fast'`` (``eval_probe.py --probe=fast``) is the
 same solver stopped at a looser gradient tolerance (``FAST_TOLERANCE``): about 100-160 iterations
@@ -248,16 +248,16 @@ def _lbfgs_fit_fn(solver, dtype_name, num_correction_pairs, jit_compile):
 def converged_probe(train_features, train_labels, test_features, test_labels, C=10.0,
                     tolerance=1e-6, max_iterations=3000, num_correction_pairs=20,
                     dtype='float64', jit_compile=False, solver='armijo'):
-  """A fast CONVERGED linear probe (issue 6): the paper's model, solved to its optimum.
+  """A fast CONVERGED linear probe: the paper's model, solved to its optimum.
 
   Same features (min-max scaled with the training statistics, scikit-learn's MinMaxScaler) and
   same objective as ``linear_probe`` (multinomial logistic regression, L2 on the weights with
   scikit-learn's C, unpenalised intercept), but minimised to convergence with full-batch
   L-BFGS (``lbfgs_armijo``, or ``tfp.optimizer.lbfgs_minimize``), the whole optimisation in
-  ONE tf.function (a graph while-loop: no Python per iteration). The paper's SAGA protocol (tol=0.1) stops
-  after a few epochs; this one converges to the optimum that a converged scikit-learn fit
-  approaches (tests/test_probe_fast.py): about 30 s on 60k x 392 pixels on 2 CPU cores,
-  against about 550 s for SAGA run to convergence (BENCHMARKS.md).
+  ONE tf.function (a graph while-loop: no Python per iteration). The paper's SAGA protocol
+  (tol=0.1) stops after a few epochs; this one converges to the optimum that a converged
+  scikit-learn fit approaches (tests/test_probe_fast.py): about 30 s on 60k x 392 pixels on
+  2 CPU cores, against about 550 s for SAGA run to convergence (BENCHMARKS.md).
 
   Args:
     train_features: [N, D] array; train_labels: [N] int in [0, K).

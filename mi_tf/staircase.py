@@ -1,9 +1,9 @@
-"""Learned critics on a staircase of known MI (item 4b of issue 4; Fig. 2 of Poole et al. 2019).
+"""Learned critics on a staircase of known MI (beyond the paper; Fig. 2 of Poole et al. 2019).
 
 A critic is trained online on fresh batches of the correlated Gaussians of
 ``mi_tf.validation`` (dimension 20) while the true MI steps through 2, 4, 6, 8, 10 nats; the
 per-step estimate should track the staircase: I_NCE below min(MI, log B), I_NWJ around the MI
-with a variance that grows with it. The plot is made by ``scripts/staircase.py``.
+with a variance that grows with it. The plot is made by ``scripts/plot_staircase.py``.
 """
 
 import math
@@ -42,7 +42,7 @@ def train_staircase(critic='separable', estimator='infonce', mi_levels=(2, 4, 6,
   model = CRITICS[critic]()
   model(tf.zeros((2, dim)), tf.zeros((2, dim)))
   optimizer = optimizers.FusedAdam(learning_rate)
-  bound = estimators.infonce if estimator == 'infonce' else estimators.nwj
+  bound = estimators.get(estimator).value
 
   generator = tf.random.Generator.from_seed(seed)
 

@@ -9,8 +9,8 @@ Sigma_e)``. Paper: Sigma_Z = [[1, -.5], [-.5, 1]], Sigma_e = [[1, .9], [.9, 1]],
 [[2, .4], [.4, 2]], true MI -1/2 log(1 - rho^2) = 0.0204 nats with rho = 0.4 / 2.
 
 All samplers are stateless: a batch is a pure function of its seed (int32/int64 [2]), so the
-training stream of ``mi_tf.toy_task`` is a pure function of (seed, step). This module is math
-only (no gin, no Keras).
+training stream of ``mi_tf.tasks.gaussian_toy`` is a pure function of (seed, step). This module is
+math only (no gin, no Keras).
 """
 
 import math

@@ -72,16 +72,14 @@ def optimal_scores(x, y, rho):
   return -0.5 * dim * math.log(one_minus) + cond + 0.5 * y_sq
 
 
-_PER_BATCH = {'infonce': estimators.infonce, 'nwj': estimators.nwj}
-
-
 @tf.function
 def _map_estimator(scores, name):
-  return tf.map_fn(_PER_BATCH[name], scores, fn_output_signature=scores.dtype)
+  return tf.map_fn(estimators.get(name).value, scores, fn_output_signature=scores.dtype)
 
 
 def per_batch_estimates(scores, estimator):
-  """The project's estimator (``mi_tf.estimators``) on each batch of ``scores`` [n, B, B].
+  """A registered estimator (``mi_tf.estimators.REGISTRY``, by name) on each batch of
+  ``scores`` [n, B, B].
 
   Returns:
     numpy array [n] (dtype of ``scores``; pass float64 to avoid overflow in NWJ at high MI).

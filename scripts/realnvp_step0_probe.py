@@ -43,21 +43,22 @@ def main(argv=None):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mi_tf import data as data_lib  # pylint: disable=g-import-not-at-top
+  from mi_tf import evaluation  # pylint: disable=g-import-not-at-top
   from mi_tf import probe as probe_lib  # pylint: disable=g-import-not-at-top
-  from mi_tf import tasks  # pylint: disable=g-import-not-at-top
-  from mi_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from mi_tf.tasks import mi_maximization  # pylint: disable=g-import-not-at-top
+  from mi_tf import launch
 
   start = time.time()
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  train_lib.parse_gin([os.path.join(root, args.gin_file)])
-  task = tasks.MIMaximization()
+  launch.parse_gin([os.path.join(root, args.gin_file)])
+  task = mi_maximization.MIMaximization()
   # As train_lib.train does before building the task: the step-0 weights of seed S.
   tf.keras.utils.set_random_seed(args.seed)
   task.build(128, args.seed)
 
   x1_tr, _, y_tr = data_lib.eval_halves('mnist', 'train', args.data_dir, 0.0)
   x1_te, _, y_te = data_lib.eval_halves('mnist', 'test', args.data_dir, 0.0)
-  f_tr, f_te = tasks.encode(task.g1, x1_tr), tasks.encode(task.g1, x1_te)
+  f_tr, f_te = evaluation.encode(task.g1, x1_tr), evaluation.encode(task.g1, x1_te)
   p_tr, p_te = x1_tr.reshape(len(x1_tr), -1), x1_te.reshape(len(x1_te), -1)
 
   def acc(a, b):

@@ -1,4 +1,5 @@
-"""Shared test setup: real MNIST from ../shared/data, TF log noise off, gin cleared per test."""
+"""Shared test setup: real MNIST from the offline TFDS copy (TFDS_DATA_DIR), TF log noise off,
+gin cleared per test."""
 
 import os
 import sys
@@ -28,7 +29,7 @@ TINY_BINDINGS = (
     'MIMaximization.eval_batch_size = 16',
     'MIMaximization.train_estimate_examples = 256',
     'GaussianToy.eval_batches = 4',
-    # Sec. 3.1 (issue 3): a 2-coupling RealNVP (tests/test_realnvp.py covers the 30-coupling
+    # Sec. 3.1: a 2-coupling RealNVP (tests/test_realnvp.py covers the 30-coupling
     # one) and a 3-step head warm-up keep the RealNVP and adversarial files to seconds.
     'RealNVP.num_couplings = 2',
     'AdversarialInvertible.warmup_steps = 3',

@@ -17,10 +17,11 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mi_tf import configurables  # noqa: E402,F401  pylint: disable=unused-import
+from mi_tf import launch  # noqa: E402,F401  (registers every configurable)
 from mi_tf import critics  # noqa: E402
 from mi_tf import distribute  # noqa: E402
-from mi_tf import tasks  # noqa: E402
+from mi_tf import data  # noqa: E402
+from mi_tf.tasks import mi_maximization  # noqa: E402
 from mi_tf import train_lib  # noqa: E402
 
 GLOBAL_BATCH = 32
@@ -29,8 +30,8 @@ GLOBAL_BATCH = 32
 def loss_and_grads(strategy, estimator, critic):
   """Global loss and summed gradient of one global batch under ``strategy``."""
   tf.keras.utils.set_random_seed(0)
-  task = tasks.MIMaximization(estimator=estimator, critic=critic,
-                              data=tasks.ImageHalves(train_split='train[:512]'))
+  task = mi_maximization.MIMaximization(estimator=estimator, critic=critic,
+                              data=data.ImageHalves(train_split='train[:512]'))
   with strategy.scope():
     task.build(GLOBAL_BATCH, seed=0)
   ds = strategy.distribute_datasets_from_function(task.dataset_fn(GLOBAL_BATCH, 0, 0))
@@ -66,7 +67,7 @@ def equivalence():
   # A batch size the replicas cannot share is refused before anything is written.
   gin.clear_config()
   try:
-    train_lib.train(sys.argv[2], task=tasks.MIMaximization(), batch_size=15,
+    train_lib.train(sys.argv[2], task=mi_maximization.MIMaximization(), batch_size=15,
                     distribution='mirrored')
     out['indivisible_error'] = None
   except ValueError as e:

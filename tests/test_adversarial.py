@@ -9,22 +9,22 @@ import pytest
 import tensorflow as tf
 
 from conftest import GIN_DIR, TINY_BINDINGS
+from mi_tf import data as data_lib
+from mi_tf import launch
 from mi_tf import metrics_log
-from mi_tf import tasks
-from mi_tf import train_lib
-from mi_tf.adversarial import AdversarialInvertible
+from mi_tf.tasks.adversarial import AdversarialInvertible
 from mi_tf.encoders import RealNVP
 
 BATCH = 16
 
 
 def _small_task(coupling='affine', warmup_steps=5, **kwargs):
-  data = tasks.ImageHalves(train_split='train[:512]', probe_train_split='train[:512]',
-                           test_split='test[:256]')
+  halves = data_lib.ImageHalves(train_split='train[:512]', probe_train_split='train[:512]',
+                                test_split='test[:256]')
   encoder = functools.partial(RealNVP, num_couplings=2, hidden_units=(32, 32),
                               coupling=coupling, seed=0)
   task = AdversarialInvertible(encoder=encoder, warmup_steps=warmup_steps,
-                               head_steps_per_step=10, data=data, **kwargs)
+                               head_steps_per_step=10, data=halves, **kwargs)
   task.build(BATCH, seed=0)
   return task
 
@@ -97,7 +97,7 @@ def test_training_loop_counts_and_resume(tmp_path):
   model_dir = str(tmp_path / 'run')
   gin_file = str(GIN_DIR / 'sec3_1_adversarial.gin')
   bindings = TINY_BINDINGS + ('AdversarialInvertible.warmup_steps = 7',)
-  train_lib.train_with_gin(model_dir, [gin_file], bindings)
+  launch.train_with_gin(model_dir, [gin_file], bindings)
   records = [r for r in metrics_log.read(model_dir) if r['split'] == 'eval']
   head = {r['step']: r['value'] for r in records if r['metric'] == 'head/updates'}
   encoder = {r['step']: r['value'] for r in records if r['metric'] == 'encoder/updates'}
@@ -109,7 +109,7 @@ def test_training_loop_counts_and_resume(tmp_path):
                 if n.endswith('iterations/.ATTRIBUTES/VARIABLE_VALUE')}
   assert iterations == {'head_optimizer': 47, 'encoder_optimizer': 4}
   # Rerunning the finished run restores it and evaluates again: no second warm-up.
-  train_lib.train_with_gin(model_dir, [gin_file], bindings)
+  launch.train_with_gin(model_dir, [gin_file], bindings)
   last = [r for r in metrics_log.read(model_dir)
           if r['split'] == 'eval' and r['metric'] == 'head/updates']
   assert last[-1]['value'] == 47
@@ -120,7 +120,6 @@ def test_training_loop_counts_and_resume(tmp_path):
     ('sec3_1_adversarial_colab_lr.gin', 1e-3, 1e-5)])
 def test_gin_files_bind_the_paper_and_colab_learning_rates(name, head_lr, encoder_lr):
   import gin  # pylint: disable=g-import-not-at-top
-  from mi_tf import configurables  # noqa: F401  pylint: disable=unused-import
   gin.add_config_file_search_path(str(GIN_DIR))
   gin.parse_config_file(str(GIN_DIR / name))
   assert gin.query_parameter('train.task').configurable.name == 'AdversarialInvertible'

@@ -6,24 +6,21 @@ unchanged loading code. A user with network runs the same gin files on the real 
 """
 
 import json
-import os
 
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from conftest import GIN_DIR, TINY_BINDINGS
 from mi_tf import data as data_lib
 from mi_tf import evaluation
 from mi_tf import metrics_log
-from mi_tf import tasks
-from mi_tf import train_lib
+from mi_tf import launch
 import tfds_mock
 
 
 def test_cifar10_halves_are_16x32x3():
   with tfds_mock.mock_dataset('cifar10', num_examples=64):
-    halves = tasks.ImageHalves(dataset='cifar10')
+    halves = data_lib.ImageHalves(dataset='cifar10')
     assert halves.input_shape == (16, 32, 3)
     x1, x2, labels = halves.eval_split('test')
     assert x1.shape == (64, 16, 32, 3) and x2.shape == (64, 16, 32, 3)
@@ -35,7 +32,7 @@ def test_cifar10_halves_are_16x32x3():
 def test_train_and_probe_on_mock_cifar10(gin_name, tmp_path):
   model_dir = tmp_path / 'run'
   with tfds_mock.mock_dataset('cifar10', num_examples=512):
-    final = train_lib.train_with_gin(str(model_dir), [str(GIN_DIR / gin_name)], TINY_BINDINGS)
+    final = launch.train_with_gin(str(model_dir), [str(GIN_DIR / gin_name)], TINY_BINDINGS)
     operative = (model_dir / 'operative_config.gin').read_text()
     # App. G's settings reached the run (the tiny bindings only shorten it).
     assert "ImageHalves.dataset = 'cifar10'" in operative

@@ -8,7 +8,7 @@ import tensorflow as tf
 from mi_tf import conditioning
 from mi_tf import critics
 from mi_tf import data
-from mi_tf import tasks
+from mi_tf.tasks import mi_maximization
 from mi_tf.encoders import ResidualMLP
 
 
@@ -85,9 +85,9 @@ def test_residual_mlp_is_the_identity_at_init_and_has_the_paper_layers(noisy_hal
 
 
 def test_mi_maximization_reports_the_conditioning_at_every_evaluation():
-  halves = tasks.ImageHalves(noise_std=0.05, train_split='train[:256]',
+  halves = data.ImageHalves(noise_std=0.05, train_split='train[:256]',
                              probe_train_split='train[:256]', test_split='test[:128]')
-  task = tasks.MIMaximization(encoder=ResidualMLP, critic=critics.Bilinear, data=halves,
+  task = mi_maximization.MIMaximization(encoder=ResidualMLP, critic=critics.Bilinear, data=halves,
                               eval_batch_size=32, train_estimate_examples=128,
                               condition_number_examples=16)
   task.build(32, seed=0)
@@ -105,7 +105,7 @@ def test_mi_maximization_reports_the_conditioning_at_every_evaluation():
 
 
 def _evaluate_default(halves):
-  task = tasks.MIMaximization(encoder=ResidualMLP, data=halves, eval_batch_size=32,
+  task = mi_maximization.MIMaximization(encoder=ResidualMLP, data=halves, eval_batch_size=32,
                               train_estimate_examples=128)
   task.build(32, seed=0)
   return task.evaluate(0)

@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mi_tf import data
 

@@ -1,4 +1,4 @@
-"""Known-answer test of the estimators against a ground-truth MI (item 4a of issue 4).
+"""Known-answer test of the estimators against a ground-truth MI (beyond the paper).
 
 Correlated Gaussians of dimension 20 whose MI is 2, 4, 6, 8, 10 nats, the analytic optimal
 critic (``mi_tf.validation``), batch 128, 2,000 batches, evaluated with the project's own
@@ -129,7 +129,7 @@ def test_nwj_spread_grows_with_mi_while_infonce_saturates(estimates):
 
 
 def test_learned_critic_staircase_runs_and_infonce_stays_under_log_b():
-  """Item 4b's training code (scripts/staircase.py plots it) on a very short schedule."""
+  """The learned-critic staircase (scripts/plot_staircase.py plots it) on a very short schedule."""
   from mi_tf import staircase  # pylint: disable=g-import-not-at-top
   run = staircase.train_staircase('separable', 'infonce', mi_levels=(2, 6),
                                   steps_per_level=150, learning_rate=2e-3)

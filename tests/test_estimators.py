@@ -64,4 +64,4 @@ def test_nwj_large_scores_do_not_overflow_on_the_diagonal():
 
 def test_unknown_estimator_name():
   with pytest.raises(ValueError, match='Unknown estimator'):
-    estimators.get_per_row('jsd')
+    estimators.get('jsd')

@@ -3,7 +3,6 @@ directory (disentanglement_lib-style smoke test)."""
 
 import json
 import math
-import os
 
 import pytest
 import tensorflow as tf
@@ -11,7 +10,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import TINY_BINDINGS, experiment_gin_files
 from mi_tf import metrics_log
-from mi_tf import train_lib
+from mi_tf import launch
 
 
 def _scalar_tags(event_dir):
@@ -23,7 +22,7 @@ def _scalar_tags(event_dir):
 @pytest.mark.parametrize('gin_file', experiment_gin_files(), ids=lambda p: p.stem)
 def test_every_gin_file_trains_and_writes_a_complete_run_dir(gin_file, tmp_path):
   model_dir = tmp_path / 'run'
-  final = train_lib.train_with_gin(str(model_dir), [str(gin_file)], TINY_BINDINGS)
+  final = launch.train_with_gin(str(model_dir), [str(gin_file)], TINY_BINDINGS)
 
   for name in ('config.gin', 'operative_config.gin', 'run_info.json', 'metrics.jsonl',
                'final_metrics.json'):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import GIN_DIR, TINY_BINDINGS
 from mi_tf import metrics_log
 from mi_tf import train_lib
+from mi_tf import launch
 
 GIN = str(GIN_DIR / 'sec3_2_critics_bilinear_nwj.gin')
 # Adam at lr 1 makes the bilinear scores huge at once: exp(S - 1) overflows float32.
@@ -30,7 +31,7 @@ def _all_finite(model_dir):
 def test_overflow_stops_with_step_and_quantity(tmp_path):
   model_dir = tmp_path / 'run'
   with pytest.raises(train_lib.NonFiniteError) as err:
-    train_lib.train_with_gin(str(model_dir), [GIN], UNSTABLE)
+    launch.train_with_gin(str(model_dir), [GIN], UNSTABLE)
   message = str(err.value)
   assert 'Non-finite training step' in message and 'loss = ' in message
   assert 'gradient norm = ' in message
@@ -40,7 +41,7 @@ def test_overflow_stops_with_step_and_quantity(tmp_path):
 
 def test_skip_policy_finishes_with_finite_weights_and_counts_skips(tmp_path):
   model_dir = tmp_path / 'run'
-  train_lib.train_with_gin(str(model_dir), [GIN],
+  launch.train_with_gin(str(model_dir), [GIN],
                            UNSTABLE + ("train.nonfinite_policy = 'skip'",))
   assert _all_finite(model_dir).endswith('-20')
   skipped = [r['value'] for r in metrics_log.read(str(model_dir))

@@ -1,4 +1,4 @@
-"""mi_tf.optimizers.FusedAdam (issue 6): Keras's Adam, updated by TF's fused kernel.
+"""mi_tf.optimizers.FusedAdam: Keras's Adam, updated by TF's fused kernel.
 
 Same trajectory as keras.optimizers.Adam (up to float32 rounding), same optimizer variables (so
 checkpoints are interchangeable), and it runs inside a MirroredStrategy's update.

@@ -1,4 +1,4 @@
-"""The fast converged probe (issue 6) reaches the optimum of the paper's probe objective.
+"""The fast converged probe reaches the optimum of the paper's probe objective.
 
 ``probe.converged_probe`` (full-batch L-BFGS in one tf.function) against scikit-learn's
 LogisticRegression fitted to convergence (lbfgs, tol 1e-10) on the same min-max-scaled features

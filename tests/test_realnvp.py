@@ -53,7 +53,7 @@ class Trained:
     self.x = x
     self.init_error, self.y_init = _inverse_error(self.model, x)
     self.ldj_init = self.model.forward_log_det_jacobian(x).numpy()
-    x_tensor = tf.constant(x)  # The SAME eager tensor before and after training (PITFALLS 5).
+    x_tensor = tf.constant(x)  # The SAME eager tensor before and after training.
     self.out_before = self.model(x_tensor).numpy()
     self.grads = _train(self.model, x)
     self.out_after_same_tensor = self.model(x_tensor).numpy()
@@ -117,7 +117,7 @@ def test_every_coupling_is_trainable_and_receives_a_gradient(coupling, trained):
 
 @pytest.mark.parametrize('coupling', ['additive', 'affine'])
 def test_same_eager_tensor_gives_fresh_output_after_training(coupling, trained):
-  # PITFALLS 5: TFP caches bijector outputs per input tensor.
+  # TFP caches bijector outputs per input tensor.
   t = trained[coupling]
   assert np.max(np.abs(t.out_after_same_tensor - t.out_before)) > 1e-2
   np.testing.assert_allclose(t.out_after_same_tensor, t.y_trained, atol=1e-6)

@@ -8,6 +8,8 @@ import struct
 import pytest
 
 from mi_tf import report
+from mi_tf import runs as runs_lib
+from mi_tf import study
 
 ACC = report.ACC
 
@@ -318,18 +320,18 @@ def test_run_wall_seconds_prefers_the_total_over_sessions():
   two_sessions = {'sessions': [{'start_step': 0}, {'start_step': 900}]}
   run = {'kind': 'train', 'run_info': two_sessions,
          'final': {'wall_seconds': 300.0, 'wall_seconds_this_session': 40.0}}
-  assert report.run_wall_seconds(run, history_seconds=310.0) == (300.0, True)
+  assert runs_lib.run_wall_seconds(run, history_seconds=310.0) == (300.0, True)
   # A run from before the total was recorded: the runner history, else the last session,
   # flagged as inexact.
   del run['final']['wall_seconds']
-  assert report.run_wall_seconds(run, history_seconds=310.0) == (310.0, True)
-  assert report.run_wall_seconds(run) == (40.0, False)
+  assert runs_lib.run_wall_seconds(run, history_seconds=310.0) == (310.0, True)
+  assert runs_lib.run_wall_seconds(run) == (40.0, False)
 
 
 def test_huge_values_are_written_in_scientific_notation():
-  assert report._num({'mean': -8.7e23, 'sd': 0.0, 'n': 1}) == '-8.7000e+23 (n=1)'
-  assert report._num({'mean': 4.695, 'sd': 0.01, 'n': 2}) == '4.6950 ± 0.0100 (n=2)'
-  assert report._num({'mean': float('-inf'), 'sd': float('nan'), 'n': 3}) == '-inf (n=3)'
+  assert report.claims._num({'mean': -8.7e23, 'sd': 0.0, 'n': 1}) == '-8.7000e+23 (n=1)'
+  assert report.claims._num({'mean': 4.695, 'sd': 0.01, 'n': 2}) == '4.6950 ± 0.0100 (n=2)'
+  assert report.claims._num({'mean': float('-inf'), 'sd': float('nan'), 'n': 3}) == '-inf (n=3)'
 
 
 def test_separation_is_the_welch_ratio():
@@ -390,3 +392,55 @@ def test_wall_times_ignore_failed_attempts_and_mark_lower_bounds(tmp_path):
   row_nwj = [line for line in text.splitlines() if line.startswith('| sec3_1_resmlp_nwj |')][0]
   assert row.endswith('| 0:01:00 |') and row_nwj.endswith('| ≥ 0:01:00 |')
   assert 'together at least 0:02:00' in text
+
+
+# ---------------------------------------------------------------- the study's names
+
+class _SpyTable(report.Table):
+  """A Table that records the settings it is asked about."""
+
+  def __init__(self, rows):
+    super().__init__(rows)
+    self.read = set()
+
+  def curve(self, setting, metric, split='eval'):
+    self.read.add(setting)
+    return super().curve(setting, metric, split)
+
+
+def test_claims_and_figures_read_exactly_the_settings_the_study_lists(tmp_path):
+  table = _spread_table(_paper_like())
+  for claim_id, names in study.claim_settings().items():
+    spy = _SpyTable(table.rows)
+    report.claims.CLAIMS[claim_id - 1](spy)
+    assert spy.read == set(names), claim_id
+  for name, names in study.figure_settings().items():
+    spy = _SpyTable(table.rows)
+    fig = report.FIGURES[name](spy)
+    assert fig is not None, name
+    fig.clf()
+    assert spy.read == set(names), name
+  assert set(study.figure_settings()) == set(report.FIGURES)
+
+
+def _renamed(spec, old, new):
+  return {(new if k == old else k): v for k, v in spec.items()}
+
+
+def test_renaming_a_setting_in_the_study_moves_the_claims_with_it(monkeypatch):
+  old, new = 'sec3_2_critics_bilinear_nwj', 'sec3_2_critics_bilinear_nwj_renamed'
+  assert study.critic_setting('bilinear', 'nwj') == old
+  table = _spread_table(_renamed(_paper_like(), old, new))
+  result = report.claim4(table)
+  assert result['status'] == 'INSUFFICIENT_DATA'  # The runs under the new name are not found.
+  assert any(old in note for note in result['notes'])
+  monkeypatch.setitem(study.CRITIC_SETTINGS, ('bilinear', 'nwj'), new)
+  result = report.claim4(table)
+  assert result['status'] == 'PASS', (result['checks'], result['notes'])
+  assert new in result['n_seeds'] and old not in result['n_seeds']
+  assert any(label.startswith(f'{new}:') for label, _ in result['numbers'])
+  assert new in study.claim_settings()[4] and new in study.figure_settings()['fig3']
+  # A renamed setting of a claim's statement follows too.
+  monkeypatch.setattr(study, 'ADVERSARIAL', 'sec3_1_adversarial_renamed')
+  assert report.claim2(table)['claim'].startswith('sec3_1_adversarial_renamed:')
+  assert report.CLAIM_TEXT[2].startswith('sec3_1_adversarial_renamed:')

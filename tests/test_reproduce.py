@@ -12,26 +12,29 @@ import time
 import pytest
 
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
+from mi_tf import executor
+from mi_tf import launch
 from mi_tf import metrics_log
 from mi_tf import reproduce
-from mi_tf import train_lib
+from mi_tf import runs as runs_lib
+from mi_tf import study
 
 
 def test_the_mnist_and_cifar10_suites_hold_every_experiment_gin_file():
   stems = {p.stem for p in GIN_DIR.glob('*.gin')}
-  mnist = set(reproduce.SUITES['mnist']) - set(reproduce.PROBE_BASELINES)
-  cifar = set(reproduce.SUITES['cifar10']) - set(reproduce.PROBE_BASELINES)
+  mnist = set(study.SUITES['mnist']) - set(study.PROBE_BASELINES)
+  cifar = set(study.SUITES['cifar10']) - set(study.PROBE_BASELINES)
   assert mnist == {s for s in stems if not s.startswith('cifar10')}
   assert cifar == {s for s in stems if s.startswith('cifar10')}
-  assert {'baseline_pixels', 'baseline_pixels_noisy'} <= set(reproduce.SUITES['mnist'])
+  assert {'baseline_pixels', 'baseline_pixels_noisy'} <= set(study.SUITES['mnist'])
   sections = [s for name in ('baselines', 'sec3_1', 'sec3_2', 'sec3_3', 'sec4')
-              for s in reproduce.SUITES[name]]
-  assert sorted(sections) == sorted(reproduce.SUITES['mnist'])
+              for s in study.SUITES[name]]
+  assert sorted(sections) == sorted(study.SUITES['mnist'])
 
 
 def test_plan_is_seed_major_with_one_seed_for_realnvp(tmp_path):
-  settings = reproduce.suite_settings(['mnist'])
-  runs = reproduce.plan(settings, 3, tmp_path)
+  settings = study.suite_settings(['mnist'])
+  runs = runs_lib.plan(settings, 3, tmp_path)
   n = len(settings)
   # The two RealNVP settings and the Colab-LR adversarial variant: seed 0 only.
   assert len(runs) == 3 * n - 3 * 2
@@ -39,13 +42,13 @@ def test_plan_is_seed_major_with_one_seed_for_realnvp(tmp_path):
   single = [r for r in runs if r.setting.name.startswith('sec3_1_realnvp')
             or r.setting.name == 'sec3_1_adversarial_colab_lr']
   assert [r.seed for r in single] == [0, 0, 0]
-  runs = reproduce.plan(settings, 2, tmp_path, {'sec3_1_realnvp': 3})
+  runs = runs_lib.plan(settings, 2, tmp_path, {'sec3_1_realnvp': 3})
   assert [r.seed for r in runs if r.setting.name == 'sec3_1_realnvp'] == [0, 1, 2]
   assert runs[0].model_dir == os.path.join(tmp_path, 'baseline_pixels', 'seed0')
   with pytest.raises(ValueError, match='Unknown suite'):
-    reproduce.suite_settings(['mnits'])
+    study.suite_settings(['mnits'])
   with pytest.raises(ValueError, match='Unknown setting'):
-    reproduce.suite_settings([], ['sec4_iid,sec4_idd'])
+    study.suite_settings([], ['sec4_iid,sec4_idd'])
 
 
 def test_dry_run_prints_one_command_per_unfinished_run(tmp_path, capsys):
@@ -69,11 +72,11 @@ def test_dry_run_prints_one_command_per_unfinished_run(tmp_path, capsys):
 
 
 def test_failures_file_is_updated_and_cleared(tmp_path):
-  reproduce._update_failures(str(tmp_path), 'a/seed0', {'returncode': 1})
-  reproduce._update_failures(str(tmp_path), 'b/seed1', {'returncode': 2})
-  assert set(reproduce.read_failures(str(tmp_path))) == {'a/seed0', 'b/seed1'}
-  reproduce._update_failures(str(tmp_path), 'a/seed0', None)
-  assert set(reproduce.read_failures(str(tmp_path))) == {'b/seed1'}
+  runs_lib.update_failures(str(tmp_path), 'a/seed0', {'returncode': 1})
+  runs_lib.update_failures(str(tmp_path), 'b/seed1', {'returncode': 2})
+  assert set(runs_lib.read_failures(str(tmp_path))) == {'a/seed0', 'b/seed1'}
+  runs_lib.update_failures(str(tmp_path), 'a/seed0', None)
+  assert set(runs_lib.read_failures(str(tmp_path))) == {'b/seed1'}
 
 
 def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_path):
@@ -82,8 +85,8 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   on), one new. Three subprocesses."""
   runs_dir = tmp_path / 'runs'
   toy, mnist = 'sec4_noniid', 'sec3_2_critics_bilinear_infonce'
-  settings = reproduce.suite_settings([], [f'{toy},{mnist}'])
-  runs = reproduce.plan(settings, 2, runs_dir)
+  settings = study.suite_settings([], [f'{toy},{mnist}'])
+  runs = runs_lib.plan(settings, 2, runs_dir)
   assert [r.key for r in runs] == [f'{toy}/seed0', f'{mnist}/seed0', f'{toy}/seed1',
                                    f'{mnist}/seed1']
   bindings = list(TINY_BINDINGS)
@@ -91,7 +94,7 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   # What train.py does for `--gin_file=gin/<toy>.gin --seed=k --gin_bindings=...`.
   def train_in_process(seed):
     model_dir = runs_dir / toy / f'seed{seed}'
-    train_lib.train_with_gin(str(model_dir), [str(GIN_DIR / f'{toy}.gin')],
+    launch.train_with_gin(str(model_dir), [str(GIN_DIR / f'{toy}.gin')],
                              bindings + [f'train.seed = {seed}'])
     return model_dir
 
@@ -101,14 +104,14 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   for path in interrupted.glob('checkpoints/ckpt-4.*'):
     path.unlink()
   (interrupted / 'final_metrics.json').unlink()
-  assert reproduce.state(runs[2]) == 'partial' and reproduce.checkpoint_step(
+  assert runs_lib.state(runs[2]) == 'partial' and runs_lib.checkpoint_step(
       runs[2].model_dir) == 2
   broken = runs_dir / mnist / 'seed0'
   broken.mkdir(parents=True)
   (broken / 'config.gin').write_text('train.num_steps = 1\n')  # Another run's config.
 
   out = io.StringIO()
-  summary = reproduce.run_all(runs, runs_dir, REPO, gin_bindings=bindings, out=out)
+  summary = executor.run_all(runs, runs_dir, REPO, gin_bindings=bindings, out=out)
   text = out.getvalue()
 
   assert summary['skipped'] == [f'{toy}/seed0']
@@ -128,7 +131,7 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   assert 'train.num_steps = 4' in (new / 'config.gin').read_text()
   assert '==== ' in (new / 'runner.log').read_text()
   # The failure: recorded with its log tail, reported in the progress output.
-  failures = reproduce.read_failures(str(runs_dir))
+  failures = runs_lib.read_failures(str(runs_dir))
   assert list(failures) == [f'{mnist}/seed0']
   assert failures[f'{mnist}/seed0']['returncode'] == 1
   assert 'different gin config' in failures[f'{mnist}/seed0']['error']
@@ -139,16 +142,16 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   assert 'ETA' in text and f'[2/4] {mnist} seed0 FAILED (exit status 1)' in text
   assert 'RunDirError' in text
   assert '2 completed, 1 already finished, 1 failed' in text
-  history = reproduce.read_history(str(runs_dir))
+  history = runs_lib.read_history(str(runs_dir))
   assert [h['key'] for h in history] == [f'{mnist}/seed0', f'{toy}/seed1', f'{mnist}/seed1']
-  rows = dict((k, s) for k, s, _ in reproduce.status_table(runs, str(runs_dir)))
+  rows = dict((k, s) for k, s, _ in runs_lib.status_table(runs, str(runs_dir)))
   assert rows == {f'{toy}/seed0': 'finished', f'{mnist}/seed0': 'failed',
                   f'{toy}/seed1': 'finished', f'{mnist}/seed1': 'finished'}
 
   # A second pass has nothing left but the failed run; with its directory fixed (moved
   # away) it would run again. Here: a pass over the finished runs only starts nothing.
   out = io.StringIO()
-  again = reproduce.run_all([runs[0], runs[2], runs[3]], runs_dir, REPO,
+  again = executor.run_all([runs[0], runs[2], runs[3]], runs_dir, REPO,
                             gin_bindings=bindings, out=out)
   assert again['skipped'] == [runs[0].key, runs[2].key, runs[3].key]
   assert not again['completed'] and not again['failed']
@@ -156,8 +159,8 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
 
 
 def test_a_run_that_another_process_is_training_is_left_alone(tmp_path):
-  settings = reproduce.suite_settings([], ['sec4_iid'])
-  run = reproduce.plan(settings, 1, tmp_path)[0]
+  settings = study.suite_settings([], ['sec4_iid'])
+  run = runs_lib.plan(settings, 1, tmp_path)[0]
   os.makedirs(run.model_dir)
   (tmp_path / 'sec4_iid' / 'seed0' / 'config.gin').write_text('')  # Started by hand.
   # A stand-in for `python train.py ... --model_dir=<relative path>` started elsewhere.
@@ -165,19 +168,19 @@ def test_a_run_that_another_process_is_training_is_left_alone(tmp_path):
                            '--model_dir=sec4_iid/seed0'], cwd=str(tmp_path))
   try:
     deadline = time.time() + 10
-    while reproduce.live_process(run.model_dir) is None and time.time() < deadline:
+    while runs_lib.live_process(run.model_dir) is None and time.time() < deadline:
       time.sleep(0.1)
-    assert reproduce.live_process(run.model_dir) == proc.pid
+    assert runs_lib.live_process(run.model_dir) == proc.pid
     out = io.StringIO()
-    summary = reproduce.run_all([run], tmp_path, REPO, out=out)
+    summary = executor.run_all([run], tmp_path, REPO, out=out)
     assert summary['busy'] == [run.key] and not summary['failed']
     assert f'busy: process {proc.pid} is running it' in out.getvalue()
-    assert not (tmp_path / 'sec4_iid' / 'seed0' / reproduce.RUNNER_LOG).exists()
-    assert reproduce.status_table([run], str(tmp_path))[0][1] == 'running'
+    assert not (tmp_path / 'sec4_iid' / 'seed0' / runs_lib.RUNNER_LOG).exists()
+    assert runs_lib.status_table([run], str(tmp_path))[0][1] == 'running'
   finally:
     proc.kill()
     proc.wait()
-  assert reproduce.live_process(run.model_dir) is None
+  assert runs_lib.live_process(run.model_dir) is None
 
 
 def _fake_python(tmp_path, body):
@@ -190,8 +193,8 @@ def _fake_python(tmp_path, body):
 
 def test_execute_locks_the_run_and_the_child_holds_the_lock(tmp_path):
   import fcntl  # pylint: disable=g-import-not-at-top
-  run = reproduce.plan(reproduce.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
-  lock_path = os.path.join(run.model_dir, reproduce.LOCK_FILE)
+  run = runs_lib.plan(study.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
+  lock_path = os.path.join(run.model_dir, runs_lib.LOCK_FILE)
   # The child finds the locked file among its own open files (so that the run stays locked
   # if the runner dies), and another open of it cannot take the lock meanwhile.
   child = _fake_python(tmp_path, (
@@ -200,36 +203,36 @@ def test_execute_locks_the_run_and_the_child_holds_the_lock(tmp_path):
       f'{shlex.quote(sys.executable)} -c "import fcntl, sys; f = open(sys.argv[1], \'a\')\n'
       'try:\n  fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n'
       f'  sys.exit(0)\nsys.exit(8)" {shlex.quote(lock_path)}'))
-  returncode, _, _ = reproduce.execute(run, REPO, python=child)
+  returncode, _, _ = executor.execute(run, REPO, python=child)
   assert returncode == 0
   # While another runner holds the lock: busy, nothing started.
   os.makedirs(run.model_dir, exist_ok=True)
   with open(lock_path, 'a') as other:
     fcntl.flock(other, fcntl.LOCK_EX)
-    assert reproduce.execute(run, REPO, python=child) == (None, 0.0, '')
+    assert executor.execute(run, REPO, python=child) == (None, 0.0, '')
   # Finished by another runner between the state check and the lock: not started again.
   (tmp_path / 'sec4_iid' / 'seed0' / run.setting.result_file).write_text('{}')
   never = _fake_python(tmp_path, 'exit 9')
-  assert reproduce.execute(run, REPO, python=never) == (None, 0.0, reproduce.FINISHED_MEANWHILE)
+  assert executor.execute(run, REPO, python=never) == (None, 0.0, runs_lib.FINISHED_MEANWHILE)
 
 
 def test_a_finished_run_started_with_other_arguments_is_flagged(tmp_path):
-  run = reproduce.plan(reproduce.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
+  run = runs_lib.plan(study.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
   smoke = ('train.num_steps = 4',)
   os.makedirs(run.model_dir)
-  argv = reproduce.command(run, '/some/python', smoke, data_dir='/data')
-  with open(os.path.join(run.model_dir, reproduce.RUNNER_LOG), 'w') as f:
+  argv = runs_lib.command(run, '/some/python', smoke, data_dir='/data')
+  with open(os.path.join(run.model_dir, runs_lib.RUNNER_LOG), 'w') as f:
     f.write('==== 2026-01-01T00:00:00 ' + ' '.join(shlex.quote(a) for a in argv) + '\nlog\n')
-  with open(os.path.join(run.model_dir, reproduce.FINAL_METRICS), 'w') as f:
+  with open(os.path.join(run.model_dir, runs_lib.FINAL_METRICS), 'w') as f:
     f.write('{}')
   out = io.StringIO()
-  summary = reproduce.run_all([run], tmp_path, REPO, out=out)  # The full-length command.
+  summary = executor.run_all([run], tmp_path, REPO, out=out)  # The full-length command.
   assert summary['skipped'] == [run.key]
   assert 'WARNING: it ran with other arguments' in out.getvalue()
   assert '--gin_bindings=train.num_steps = 4' in out.getvalue()
-  assert 'other arguments' in reproduce.status_table([run], str(tmp_path))[0][2]
+  assert 'other arguments' in runs_lib.status_table([run], str(tmp_path))[0][2]
   # The same arguments (another interpreter and data directory do not count): no warning.
-  assert reproduce.other_arguments(run, sys.executable, smoke) is None
+  assert runs_lib.other_arguments(run, sys.executable, smoke) is None
   out = io.StringIO()
-  reproduce.run_all([run], tmp_path, REPO, gin_bindings=smoke, out=out)
+  executor.run_all([run], tmp_path, REPO, gin_bindings=smoke, out=out)
   assert 'WARNING' not in out.getvalue()

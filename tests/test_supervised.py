@@ -4,7 +4,7 @@ import json
 
 from conftest import GIN_DIR, TINY_BINDINGS
 from mi_tf import metrics_log
-from mi_tf import train_lib
+from mi_tf import launch
 
 
 def test_supervised_mlp_learns_the_labels_of_the_top_half(tmp_path):
@@ -13,7 +13,7 @@ def test_supervised_mlp_learns_the_labels_of_the_top_half(tmp_path):
       'train.checkpoint_every = 60', 'train.batch_size = 64',
       "ImageHalves.train_split = 'train[:4096]'",
       'SupervisedBaseline.learning_rate = 1e-3']
-  final = train_lib.train_with_gin(str(tmp_path), [str(GIN_DIR / 'baseline_supervised_mlp.gin')],
+  final = launch.train_with_gin(str(tmp_path), [str(GIN_DIR / 'baseline_supervised_mlp.gin')],
                                    bindings)
   records = metrics_log.read(str(tmp_path))
   head = {r['step']: r['value'] for r in records if r['metric'] == 'head/test_accuracy'}

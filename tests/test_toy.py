@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mi_tf import toy_data
-from mi_tf import toy_task
+from mi_tf.tasks import gaussian_toy
 
 
 def test_true_mi_from_the_covariances():
@@ -72,7 +72,7 @@ def _first_batches(task, batch_size, seed, start_step, n, context=None):
 
 @pytest.mark.parametrize('sampling', ['iid', 'noniid'])
 def test_stream_is_a_pure_function_of_seed_and_step(sampling):
-  task = toy_task.GaussianToy(sampling=sampling)
+  task = gaussian_toy.GaussianToy(sampling=sampling)
   run = _first_batches(task, 32, seed=3, start_step=0, n=6)
   resumed = _first_batches(task, 32, seed=3, start_step=4, n=2)
   for a, b in zip(run[4:], resumed):
@@ -84,7 +84,7 @@ def test_stream_is_a_pure_function_of_seed_and_step(sampling):
 
 def test_replicas_slice_the_same_global_batch_and_share_its_z():
   """Two replicas: their per-replica batches concatenate to the one-device global batch."""
-  task = toy_task.GaussianToy(sampling='noniid', sigma_e=1e-12 * np.eye(2))
+  task = gaussian_toy.GaussianToy(sampling='noniid', sigma_e=1e-12 * np.eye(2))
   single = _first_batches(task, 64, seed=0, start_step=0, n=2)
   ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                    num_replicas_in_sync=2)
@@ -105,7 +105,7 @@ def test_replicas_slice_the_same_global_batch_and_share_its_z():
 @pytest.mark.parametrize('estimator', ['infonce', 'nwj'])
 def test_training_and_evaluation(estimator):
   tf.keras.utils.set_random_seed(0)
-  task = toy_task.GaussianToy(sampling='noniid', estimator=estimator, eval_batches=20,
+  task = gaussian_toy.GaussianToy(sampling='noniid', estimator=estimator, eval_batches=20,
                               learning_rate=1e-3)
   task.build(128, seed=0)
   assert len(task.critic.trainable_variables) == 2 + 1 + 2 * 4 + 2  # 5 hidden + output.
@@ -125,4 +125,4 @@ def test_training_and_evaluation(estimator):
 
 def test_unknown_sampling_is_refused():
   with pytest.raises(ValueError, match='sampling'):
-    toy_task.GaussianToy(sampling='shuffled')
+    gaussian_toy.GaussianToy(sampling='shuffled')

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import gin
 import pytest
 import tensorflow as tf
 
@@ -15,6 +14,7 @@ from mi_tf import evaluation
 from mi_tf import export
 from mi_tf import metrics_log
 from mi_tf import train_lib
+from mi_tf import launch
 
 GIN = str(GIN_DIR / 'sec3_2_critics_bilinear_infonce.gin')
 SPLITS = ("ImageHalves.train_split = 'train[:512]'",
@@ -33,7 +33,7 @@ def _dir_snapshot(path):
 
 def test_train_export_and_eval_probe_agree(tmp_path):
   model_dir = str(tmp_path / 'run')
-  final = train_lib.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
+  final = launch.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
       'train.num_steps = 30', 'train.eval_every = 30', 'train.batch_size = 64'))
   result = evaluation.probe_saved_model(os.path.join(model_dir, 'export'),
                                         train_split='train[:2000]', test_split='test[:1000]')
@@ -59,14 +59,14 @@ def test_eval_probe_script_writes_json(tmp_path):
 def test_resume_continues_the_step_count_and_metrics_are_not_duplicated(tmp_path):
   model_dir = str(tmp_path / 'run')
   base = TINY_BINDINGS + SPLITS
-  train_lib.train_with_gin(model_dir, [GIN], base)  # 4 steps, checkpoints at 2 and 4.
+  launch.train_with_gin(model_dir, [GIN], base)  # 4 steps, checkpoints at 2 and 4.
   # Pretend the run was stopped at step 2: drop the newest checkpoint.
   manager_dir = os.path.join(model_dir, 'checkpoints')
   for f in tf.io.gfile.glob(os.path.join(manager_dir, 'ckpt-4*')):
     tf.io.gfile.remove(f)
   with open(os.path.join(manager_dir, 'checkpoint'), 'w') as f:
     f.write('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
-  final = train_lib.train_with_gin(model_dir, [GIN], base)
+  final = launch.train_with_gin(model_dir, [GIN], base)
   assert final['step'] == 4
   with open(os.path.join(model_dir, 'run_info.json')) as f:
     sessions = json.load(f)['sessions']
@@ -80,26 +80,26 @@ def test_resume_continues_the_step_count_and_metrics_are_not_duplicated(tmp_path
 def test_unknown_gin_binding_fails_before_writing(tmp_path):
   model_dir = tmp_path / 'run'
   with pytest.raises(ValueError, match='num_stepz'):
-    train_lib.train_with_gin(str(model_dir), [GIN], ['train.num_stepz = 3'])
+    launch.train_with_gin(str(model_dir), [GIN], ['train.num_stepz = 3'])
   assert not model_dir.exists()
   with pytest.raises(FileNotFoundError, match='nope.gin'):
-    train_lib.train_with_gin(str(model_dir), ['gin/nope.gin'])
+    launch.train_with_gin(str(model_dir), ['gin/nope.gin'])
 
 
 def test_missing_data_fails_fast_and_writes_nothing(tmp_path):
   model_dir = tmp_path / 'run'
   with pytest.raises(data.DataNotFoundError, match='No prepared TFDS data'):
-    train_lib.train_with_gin(str(model_dir), [GIN],
+    launch.train_with_gin(str(model_dir), [GIN],
                              [f"ImageHalves.data_dir = '{tmp_path / 'empty'}'"])
   assert not model_dir.exists()
 
 
 def test_refuses_to_resume_a_run_with_another_config(tmp_path):
   model_dir = str(tmp_path / 'run')
-  train_lib.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS)
+  launch.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS)
   before = _dir_snapshot(model_dir)
   with pytest.raises(train_lib.RunDirError, match='different gin config'):
-    train_lib.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
+    launch.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
         "MIMaximization.estimator = 'nwj'",))
   assert _dir_snapshot(model_dir) == before
 
@@ -131,7 +131,7 @@ def test_train_script_reports_bad_input_in_one_line(tmp_path):
 def test_unknown_dataset_or_split_fails_before_writing(tmp_path, binding, message):
   model_dir = tmp_path / 'run'
   with pytest.raises(ValueError, match=message):
-    train_lib.train_with_gin(str(model_dir), [GIN], [binding])
+    launch.train_with_gin(str(model_dir), [GIN], [binding])
   assert not model_dir.exists()
 
 
@@ -146,12 +146,12 @@ def test_eval_probe_on_a_saved_model_with_the_wrong_input_shape(tmp_path):
 
 
 def test_jit_compile_trains_the_same_model(tmp_path):
-  """train.jit_compile (issue 6, opt-in XLA) changes the speed, not the training: the same 20
+  """train.jit_compile (opt-in XLA) changes the speed, not the training: the same 20
   steps give the same losses and the same eval estimates as the default graph, up to float32
   rounding (XLA fuses and reorders the arithmetic)."""
   def run(name, jit):
     model_dir = str(tmp_path / name)
-    train_lib.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
+    launch.train_with_gin(model_dir, [GIN], TINY_BINDINGS + SPLITS + (
         'train.num_steps = 20', 'train.log_every = 5', 'train.eval_every = 20',
         'train.checkpoint_every = 20', f'train.jit_compile = {jit}'))
     return {(r['step'], r['split'], r['metric']): r['value']

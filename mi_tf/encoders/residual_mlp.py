@@ -48,10 +48,10 @@ class ResidualMLP(keras.Model):
     # Sublayers share this model's dtype policy (float64 in tests; Keras casts otherwise).
     self.flatten = keras.layers.Flatten(dtype=self.dtype_policy)
     self.net = keras.Sequential(
-        [Residual(self.width, activation='relu' if l < num_layers - 1 else None,
+        [Residual(self.width, activation='relu' if k < num_layers - 1 else None,
                   kernel_stddev=kernel_stddev, dtype=self.dtype_policy,
-                  name=f'residual_{l}')
-         for l in range(num_layers)], name='net')
+                  name=f'residual_{k}')
+         for k in range(num_layers)], name='net')
 
   def call(self, x):
     x = self.flatten(x)

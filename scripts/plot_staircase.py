@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Plots learned-critic estimates of I_NCE and I_NWJ against a staircase of known MI.
 
-  python scripts/staircase.py                     # docs/staircase.png, a few minutes on CPU
-  python scripts/staircase.py --steps_per_level=4000 --output=/tmp/staircase.png  # Poole et al.
+  python scripts/plot_staircase.py                # docs/staircase.png, a few minutes on CPU
+  python scripts/plot_staircase.py --steps_per_level=4000 --output=/tmp/staircase.png
+                                                  # the schedule of Poole et al.
 
 Correlated Gaussians of dimension 20 (mi_tf.validation), MI 2, 4, 6, 8, 10 nats, batch 128,
 separable and concat critics (mi_tf.staircase). Thin lines: per-step training estimates;

@@ -34,10 +34,12 @@ import time
 import gin
 import tensorflow as tf
 
+from mi_tf import data as data_lib
 from mi_tf import distribute
+from mi_tf import evaluation
 from mi_tf import optimizers
-from mi_tf import tasks
 from mi_tf.encoders import RealNVP
+from mi_tf.tasks import base
 
 import keras
 
@@ -60,7 +62,7 @@ def cross_entropy_to_uniform(logits):
 
 
 @gin.configurable
-class AdversarialInvertible(tasks.Task):
+class AdversarialInvertible(base.Task):
   """Adversarial training of an invertible encoder against a linear head (App. B).
 
   Args:
@@ -70,7 +72,7 @@ class AdversarialInvertible(tasks.Task):
     warmup_steps: head-only steps before the first encoder step (1,000).
     head_steps_per_step: head steps before each encoder step (10).
     num_classes: logits of the head (10).
-    data: an ImageHalves (default: MNIST halves); only X1 and the labels are used.
+    data: a ``mi_tf.data.ImageHalves`` (default: MNIST halves); only X1 and the labels are used.
   """
 
   name = 'adversarial_invertible'
@@ -87,7 +89,7 @@ class AdversarialInvertible(tasks.Task):
       raise ValueError('AdversarialInvertible needs warmup_steps >= 0 and '
                        f'head_steps_per_step >= 1; got {warmup_steps}, {head_steps_per_step}.')
     self.num_classes = int(num_classes)
-    self.data = data or tasks.ImageHalves()
+    self.data = data or data_lib.ImageHalves()
 
   def check_inputs(self):
     self.data.check()
@@ -141,7 +143,7 @@ class AdversarialInvertible(tasks.Task):
     variables = self.head.trainable_variables
     grads = tape.gradient(replica_loss, variables)
     loss = distribute.all_reduce_sum(replica_loss)
-    _, finite = tasks.apply_if_finite(self.head_optimizer, loss, grads, variables)
+    _, finite = base.apply_if_finite(self.head_optimizer, loss, grads, variables)
     return loss, finite
 
   def warm_up(self):
@@ -196,7 +198,7 @@ class AdversarialInvertible(tasks.Task):
       replica_loss = _replica_mean(cross_entropy_to_uniform(logits), self.global_batch_size)
     grads = tape.gradient(replica_loss, variables)
     loss = distribute.all_reduce_sum(replica_loss)
-    grad_norm, finite_e = tasks.apply_if_finite(self.encoder_optimizer, loss, grads, variables)
+    grad_norm, finite_e = base.apply_if_finite(self.encoder_optimizer, loss, grads, variables)
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels[n_head]),
                                     tf.float32))
     head_accuracy = distribute.all_reduce_sum(correct) / self.global_batch_size
@@ -205,8 +207,8 @@ class AdversarialInvertible(tasks.Task):
 
   # ---- evaluation ----
   def evaluate(self, step):
-    f_tr, y_tr, f_te, y_te, results = tasks.encode_eval_splits(self.data, self.g1)
-    head, logits = tasks.head_metrics(self.head, f_te, y_te)
+    f_tr, y_tr, f_te, y_te, results = evaluation.encode_eval_splits(self.data, self.g1)
+    head, logits = evaluation.head_metrics(self.head, f_te, y_te)
     results.update(head)
     results['encoder/test_cross_entropy_to_uniform'] = float(
         tf.reduce_mean(cross_entropy_to_uniform(logits)))
@@ -216,7 +218,7 @@ class AdversarialInvertible(tasks.Task):
       x1_te = self.data.eval_split('test')[0]
       results['encoder/log_det_jacobian'] = float(tf.reduce_mean(
           self.g1.forward_log_det_jacobian(tf.constant(x1_te[:1000]))))
-    results.update(tasks.probe_metrics(f_tr, y_tr, f_te, y_te))
+    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te))
     return results
 
   def export_model(self):
@@ -224,7 +226,7 @@ class AdversarialInvertible(tasks.Task):
 
   def metadata(self):
     return {'task': self.name, 'dataset': self.data.dataset,
-            'encoder': getattr(self.encoder_cls, '__name__', str(self.encoder_cls)),
+            'encoder': base.class_name(self.encoder_cls),
             'head_learning_rate': self.head_learning_rate,
             'encoder_learning_rate': self.encoder_learning_rate,
             'warmup_steps': self.warmup_steps,

@@ -1,4 +1,4 @@
-"""Supervised baselines on X1 (PAPER.md, "Reference figures": about 94% on MNIST).
+"""Supervised baselines on X1 (the paper's reference: about 94% test accuracy on MNIST).
 
 An encoder g1 (the MLP of Sec. 3.2 or the ConvNet of Sec. 3.3) and a linear head are trained
 end to end on the labels of the top half X1 with the cross-entropy (Adam 1e-4, batch 128,
@@ -16,23 +16,25 @@ Run: ``python train.py --gin_file=gin/baseline_supervised_mlp.gin --model_dir=DI
 import gin
 import tensorflow as tf
 
+from mi_tf import data as data_lib
 from mi_tf import distribute
+from mi_tf import evaluation
 from mi_tf import optimizers
-from mi_tf import tasks
 from mi_tf.encoders import MLP
+from mi_tf.tasks import base
 
 import keras
 
 
 @gin.configurable
-class SupervisedBaseline(tasks.Task):
+class SupervisedBaseline(base.Task):
   """min CE(y, head(g1(X1))) over g1 and a linear head (a supervised reference, not Sec. 3).
 
   Args:
     encoder: class of g1 (gin: @MLP or @ConvNet).
     num_classes: logits of the head (10).
     learning_rate: Adam learning rate of g1 and the head (1e-4, as the MI runs).
-    data: an ImageHalves (default: MNIST halves); only X1 and the labels are used.
+    data: a ``mi_tf.data.ImageHalves`` (default: MNIST halves); only X1 and the labels are used.
   """
 
   name = 'supervised_baseline'
@@ -42,7 +44,7 @@ class SupervisedBaseline(tasks.Task):
     self.encoder_cls = encoder
     self.num_classes = int(num_classes)
     self.learning_rate = learning_rate
-    self.data = data or tasks.ImageHalves()
+    self.data = data or data_lib.ImageHalves()
 
   def check_inputs(self):
     self.data.check()
@@ -75,16 +77,16 @@ class SupervisedBaseline(tasks.Task):
       replica_loss = tf.reduce_sum(per_example) / self.global_batch_size
     grads = tape.gradient(replica_loss, self.variables)
     loss = distribute.all_reduce_sum(replica_loss)
-    grad_norm, finite = tasks.apply_if_finite(self.optimizer, loss, grads, self.variables)
+    grad_norm, finite = base.apply_if_finite(self.optimizer, loss, grads, self.variables)
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
     accuracy = distribute.all_reduce_sum(correct) / self.global_batch_size
     return {'loss': loss, 'accuracy': accuracy, 'grad_norm': grad_norm, 'finite': finite}
 
   def evaluate(self, step):
     del step
-    f_tr, y_tr, f_te, y_te, results = tasks.encode_eval_splits(self.data, self.g1)
-    results.update(tasks.head_metrics(self.head, f_te, y_te)[0])
-    results.update(tasks.probe_metrics(f_tr, y_tr, f_te, y_te))
+    f_tr, y_tr, f_te, y_te, results = evaluation.encode_eval_splits(self.data, self.g1)
+    results.update(evaluation.head_metrics(self.head, f_te, y_te)[0])
+    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te))
     return results
 
   def export_model(self):
@@ -92,5 +94,5 @@ class SupervisedBaseline(tasks.Task):
 
   def metadata(self):
     return {'task': self.name, 'dataset': self.data.dataset,
-            'encoder': getattr(self.encoder_cls, '__name__', str(self.encoder_cls)),
+            'encoder': base.class_name(self.encoder_cls),
             'learning_rate': self.learning_rate}

@@ -19,9 +19,10 @@ import tensorflow as tf
 from mi_tf import critics as critics_lib
 from mi_tf import distribute
 from mi_tf import estimators
+from mi_tf import evaluation
 from mi_tf import optimizers
-from mi_tf import tasks
 from mi_tf import toy_data
+from mi_tf.tasks import base
 
 
 def sec4_critic(name=None):
@@ -30,13 +31,14 @@ def sec4_critic(name=None):
 
 
 @gin.configurable
-class GaussianToy(tasks.Task):
+class GaussianToy(base.Task):
   """max_f I_EST(x; y) on i.i.d. or non-i.i.d. batches of correlated scalars (Sec. 4).
 
   Args:
     sampling: 'noniid' (one Z per global batch, the paper's construction) or 'iid' (the
       control: pairs drawn independently from N(0, Sigma_Z + Sigma_e)).
-    estimator: 'infonce' or 'nwj' (the training objective is -I_EST).
+    estimator: a registered estimator name ('infonce', 'nwj'; the training objective is
+      -I_EST).
     critic: critic class or factory called with ``name=``; default: ``sec4_critic``.
     learning_rate: Adam learning rate (the Colab: 1e-4).
     eval_batches: evaluation averages I_EST over this many fresh batches of the same sampler.
@@ -58,7 +60,7 @@ class GaussianToy(tasks.Task):
       raise ValueError(f'Unknown sampling {sampling!r}; choose one of {toy_data.SAMPLINGS}.')
     self.sampling = sampling
     self.estimator = estimator
-    self.per_row = estimators.get_per_row(estimator)
+    self.bound = estimators.get(estimator)
     self.critic_cls = critic
     self.learning_rate = learning_rate
     self.eval_batches = int(eval_batches)
@@ -115,17 +117,14 @@ class GaussianToy(tasks.Task):
     return {'critic': self.critic, 'optimizer': self.optimizer}
 
   def train_step(self, batch):
-    x, y = batch['x'], batch['y']
-    local_batch = tf.shape(x)[0]
     with tf.GradientTape() as tape:
       # Positives of this replica scored against the y of ALL replicas (global negatives).
-      scores = self.critic(x, distribute.cross_replica_concat(y))
-      rows = self.per_row(scores, distribute.replica_row_offset(local_batch))
-      i_est = distribute.all_reduce_sum(tf.reduce_sum(rows)) / self.global_batch_size
+      i_est = base.global_estimate(self.bound, self.critic, batch['x'], batch['y'],
+                                   self.global_batch_size)
       loss = -i_est
       replica_loss = loss / distribute.num_replicas()
     grads = tape.gradient(replica_loss, self.variables)
-    grad_norm, finite = tasks.apply_if_finite(self.optimizer, loss, grads, self.variables)
+    grad_norm, finite = base.apply_if_finite(self.optimizer, loss, grads, self.variables)
     return {'loss': loss, 'I_EST': i_est, 'grad_norm': grad_norm, 'finite': finite}
 
   def _build_eval_fn(self):
@@ -133,29 +132,26 @@ class GaussianToy(tasks.Task):
 
     @tf.function
     def estimates():
-      """I_NCE and I_NWJ (float64) of each of the eval_batches fixed batches -> [n] each."""
-      nce = tf.TensorArray(tf.float64, size=self.eval_batches)
-      nwj = tf.TensorArray(tf.float64, size=self.eval_batches)
-      for k in tf.range(self.eval_batches):
+      """Every registered estimator (float64) on each of the eval_batches fixed batches."""
+      def batch_scores(k):
         seed = tf.stack([tf.constant(self.eval_seed, tf.int64), -1 - tf.cast(k, tf.int64)])
         x, y = self.sample(batch_size, seed)
-        s = tf.cast(self.critic(x, y, training=False), tf.float64)
-        nce = nce.write(k, estimators.infonce(s))
-        nwj = nwj.write(k, estimators.nwj(s))
-      return nce.stack(), nwj.stack()
+        return self.critic(x, y, training=False)
+      return evaluation.block_estimates(batch_scores, self.eval_batches)
 
     self._eval_fn = estimates
 
   def evaluate(self, step):
-    """I_NCE, I_NWJ (mean and SD over the fixed evaluation batches) and the true MI."""
+    """Every registered estimator (mean and SD over the fixed evaluation batches: I_NCE/eval,
+    I_NCE/eval_sd, ...), I_EST (the trained one) and the true MI."""
     del step
     if self._eval_fn is None:
       self._build_eval_fn()
     start = time.time()
-    nce, nwj = (v.numpy() for v in self._eval_fn())
-    results = {'I_NCE/eval': float(np.mean(nce)), 'I_NWJ/eval': float(np.mean(nwj)),
-               'I_NCE/eval_sd': float(np.std(nce)), 'I_NWJ/eval_sd': float(np.std(nwj))}
-    key = 'I_NCE' if self.estimator == 'infonce' else 'I_NWJ'
+    per_batch = {estimators.get(name).metric: v.numpy() for name, v in self._eval_fn().items()}
+    results = {f'{metric}/eval': float(np.mean(v)) for metric, v in per_batch.items()}
+    results.update({f'{metric}/eval_sd': float(np.std(v)) for metric, v in per_batch.items()})
+    key = self.bound.metric
     results['I_EST/eval'] = results[f'{key}/eval']
     results['I_EST/eval_sd'] = results[f'{key}/eval_sd']
     results['true_mi'] = self.true_mi
@@ -166,4 +162,4 @@ class GaussianToy(tasks.Task):
   def metadata(self):
     return {'task': self.name, 'sampling': self.sampling, 'estimator': self.estimator,
             'true_mi': self.true_mi,
-            'critic': getattr(self.critic_cls, '__name__', str(self.critic_cls))}
+            'critic': base.class_name(self.critic_cls)}

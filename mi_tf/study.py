@@ -1,0 +1,243 @@
+"""The paper's study as data: every setting, the suites, and the settings each claim and figure
+reads, in one place.
+
+A setting is the stem of an experiment gin file of gin/ (trained by train.py) or a probe-only
+baseline (eval_probe.py on raw pixels). The names are built as products of the paper's
+vocabulary:
+
+  Sec. 3.1  invertible encoders: RealNVP and the residual MLP, x estimators; the adversarially
+            trained RealNVP (at the paper's and at the Colab's learning rates).
+  Sec. 3.2  critics (bilinear, separable, concat = the MLP critic) x estimators (infonce, nwj).
+  Sec. 3.3  encoders (mlp, convnet) x estimators x targets t in {2, 4} of |I_EST - t|.
+  Sec. 4    negative samplings (noniid, iid) x estimators, on the Gaussian toy task.
+  Baselines the linear probe on X1 pixels (clean, with the 0.05 noise of Sec. 3.1, CIFAR-10)
+            and the supervised encoders; App. G repeats Sec. 3.2 and 3.3 on CIFAR-10.
+
+The report never spells a setting name: claims and figures ask the accessors below
+(``critic_setting('bilinear', 'nwj')``, ``PIXELS``, ...) when they run, so renaming or adding a
+setting is one edit here (and its gin file). The name tables are plain dicts keyed by the
+vocabulary, looked up at call time.
+
+No TensorFlow and no numpy: the runner and the report import this without them.
+"""
+
+import dataclasses
+import pathlib
+
+REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
+PROBE_RESULT = 'probe_result.json'   # What a finished probe run leaves in its directory.
+FINAL_METRICS = 'final_metrics.json'  # What a finished training run leaves.
+
+# ------------------------------------------------------------------ vocabulary
+
+ESTIMATORS = ('infonce', 'nwj')
+CRITICS = ('bilinear', 'separable', 'concat')  # concat: the MLP critic.
+ENCODERS = ('mlp', 'convnet')
+TARGETS = (2, 4)
+SAMPLINGS = ('noniid', 'iid')
+CIFAR10_PREFIX = 'cifar10_'  # App. G: the Sec. 3.2 and 3.3 settings on CIFAR-10.
+
+# The Sec. 3.1 and Sec. 4 names leave the paper's default estimator (I_NCE) unsaid.
+_ESTIMATOR_SUFFIX = {'infonce': '', 'nwj': '_nwj'}
+
+# ------------------------------------------------------------------ the settings
+
+# Probe-only baselines (the paper's "reference figures"): the linear probe on raw X1.
+PIXELS = 'baseline_pixels'                  # about 85%
+PIXELS_NOISY = 'baseline_pixels_noisy'      # about 84% (Sec. 3.1)
+PIXELS_CIFAR10 = 'baseline_pixels_cifar10'  # about 24% (App. G)
+PROBE_BASELINES = {
+    PIXELS: ('--pixels',),
+    PIXELS_NOISY: ('--pixels', '--noise_std=0.05'),
+    PIXELS_CIFAR10: ('--pixels', '--dataset=cifar10'),
+}
+BASELINE_PREFIX = 'baseline_'
+SUPERVISED_SETTINGS = {enc: f'{BASELINE_PREFIX}supervised_{enc}' for enc in ENCODERS}
+
+# Sec. 3.1.
+REALNVP_SETTINGS = {est: f'sec3_1_realnvp{_ESTIMATOR_SUFFIX[est]}' for est in ESTIMATORS}
+RESMLP_SETTINGS = {est: f'sec3_1_resmlp{_ESTIMATOR_SUFFIX[est]}' for est in ESTIMATORS}
+ADVERSARIAL = 'sec3_1_adversarial'                   # The paper's learning rates (claim 2).
+ADVERSARIAL_COLAB_LR = 'sec3_1_adversarial_colab_lr'  # The Colab's 10x larger rates.
+
+# Sec. 3.2 and 3.3.
+CRITICS_STUDY = 'sec3_2_critics'
+ENCODERS_STUDY = 'sec3_3_encoders'
+CRITIC_SETTINGS = {(critic, est): f'{CRITICS_STUDY}_{critic}_{est}'
+                   for critic in CRITICS for est in ESTIMATORS}
+ENCODER_SETTINGS = {(enc, est, t): f'{ENCODERS_STUDY}_{enc}_{est}_t{t}'
+                    for enc in ENCODERS for est in ESTIMATORS for t in TARGETS}
+
+# Sec. 4.
+SEC4_PREFIX = 'sec4_'
+SEC4_SETTINGS = {(sampling, est): f'{SEC4_PREFIX}{sampling}{_ESTIMATOR_SUFFIX[est]}'
+                 for sampling in SAMPLINGS for est in ESTIMATORS}
+
+
+def realnvp_setting(estimator):
+  return REALNVP_SETTINGS[estimator]
+
+
+def resmlp_setting(estimator):
+  return RESMLP_SETTINGS[estimator]
+
+
+def supervised_setting(encoder):
+  return SUPERVISED_SETTINGS[encoder]
+
+
+def critic_setting(critic, estimator, dataset='mnist'):
+  """The Sec. 3.2 setting of a critic trained with an estimator (App. G: on CIFAR-10)."""
+  return _on(dataset, CRITIC_SETTINGS[(critic, estimator)])
+
+
+def encoder_setting(encoder, estimator, target, dataset='mnist'):
+  """The Sec. 3.3 setting of an encoder at target t of |I_EST - t| (App. G: on CIFAR-10)."""
+  return _on(dataset, ENCODER_SETTINGS[(encoder, estimator, target)])
+
+
+def sec4_setting(sampling, estimator):
+  """The Sec. 4 setting of a negative sampling ('noniid' or 'iid') and an estimator."""
+  return SEC4_SETTINGS[(sampling, estimator)]
+
+
+def _on(dataset, name):
+  if dataset == 'mnist':
+    return name
+  if dataset == 'cifar10':
+    return CIFAR10_PREFIX + name
+  raise ValueError(f'Unknown dataset {dataset!r}.')
+
+
+def is_baseline(name):
+  """A probe baseline or a supervised baseline (the report's table of baselines)."""
+  return name.startswith(BASELINE_PREFIX)
+
+
+def is_sec4(name):
+  """A Sec. 4 setting (the report's table of the Gaussian toy task)."""
+  return name.startswith(SEC4_PREFIX)
+
+
+# ------------------------------------------------------------------ suites
+
+def _study():
+  """The suites, each in the order the runner runs it (cheapest settings first)."""
+  sec4 = tuple(sec4_setting(s, e) for s in SAMPLINGS for e in ESTIMATORS)
+  critics = tuple(critic_setting(c, e) for c in CRITICS for e in ESTIMATORS)
+  encoders = {enc: tuple(encoder_setting(enc, e, t) for e in ESTIMATORS for t in TARGETS)
+              for enc in ENCODERS}
+  resmlp = tuple(resmlp_setting(e) for e in ESTIMATORS)
+  adversarial = (ADVERSARIAL, ADVERSARIAL_COLAB_LR)
+  realnvp = tuple(realnvp_setting(e) for e in ESTIMATORS)
+  mnist = ((PIXELS, PIXELS_NOISY) + sec4 + critics + (supervised_setting('mlp'),)
+           + encoders['mlp'] + encoders['convnet'] + (supervised_setting('convnet'),)
+           + resmlp + adversarial + realnvp)
+  cifar10 = ((PIXELS_CIFAR10,) + tuple(critic_setting(c, e, 'cifar10') for c in CRITICS
+                                       for e in ESTIMATORS)
+             + tuple(encoder_setting(a, e, t, 'cifar10') for a in ENCODERS for e in ESTIMATORS
+                     for t in TARGETS))
+  return {
+      'mnist': mnist,
+      'baselines': tuple(s for s in mnist if is_baseline(s)),
+      'sec3_1': resmlp + adversarial + realnvp,
+      'sec3_2': critics,
+      'sec3_3': encoders['mlp'] + encoders['convnet'],
+      'sec4': sec4,
+      'cifar10': cifar10,
+  }
+
+
+SUITES = _study()
+MNIST_SETTINGS = SUITES['mnist']
+CIFAR10_SETTINGS = SUITES['cifar10']
+
+# 1 seed unless told otherwise: the two RealNVP settings (1.4-2 h each on 2 CPU cores), and
+# the adversarial encoder at the Colab's learning rates, a variant that is not one of the
+# paper's settings and decides no claim (claim 2 is checked at the paper's rates).
+DEFAULT_SETTING_SEEDS = {realnvp_setting('infonce'): 1, realnvp_setting('nwj'): 1,
+                         ADVERSARIAL_COLAB_LR: 1}
+
+
+# ------------------------------------------------------------------ what the report reads
+
+def claim_settings():
+  """{claim id: the settings the claim reads}, looked up now (claims 1-6 of the report)."""
+  return {
+      1: (PIXELS,) + tuple(realnvp_setting(e) for e in ESTIMATORS),
+      2: (PIXELS, ADVERSARIAL, ADVERSARIAL_COLAB_LR),
+      3: (PIXELS_NOISY,) + tuple(resmlp_setting(e) for e in ESTIMATORS),
+      4: tuple(critic_setting(c, e) for e in ESTIMATORS for c in CRITICS),
+      5: tuple(encoder_setting(a, e, t) for e in ESTIMATORS for t in TARGETS
+               for a in ENCODERS),
+      6: tuple(sec4_setting(s, e) for e in ESTIMATORS for s in SAMPLINGS),
+  }
+
+
+def figure_settings():
+  """{figure name: the settings the figure reads}, looked up now (the report's figures)."""
+  realnvp = tuple(realnvp_setting(e) for e in ESTIMATORS)
+
+  def encoders(targets):
+    return tuple(encoder_setting(a, e, t) for t in targets for a in ENCODERS
+                 for e in ESTIMATORS)
+
+  return {
+      'fig1a': realnvp + (PIXELS,),
+      'fig1b': realnvp,
+      'fig1c': (ADVERSARIAL, ADVERSARIAL_COLAB_LR, PIXELS),
+      'fig2': (resmlp_setting('infonce'), PIXELS_NOISY),
+      'fig3': tuple(critic_setting(c, 'nwj') for c in CRITICS) + (PIXELS,),
+      'fig4a': encoders((2,)) + (PIXELS,),
+      'fig4b': encoders((4,)) + (PIXELS,),
+      'fig4c': tuple(sec4_setting(s, e) for s in SAMPLINGS for e in ESTIMATORS),
+      'fig5': (resmlp_setting('nwj'), PIXELS_NOISY),
+      'fig6': tuple(critic_setting(c, 'infonce') for c in CRITICS) + (PIXELS,),
+      'fig7': encoders(TARGETS),
+  }
+
+
+# ------------------------------------------------------------------ settings to run
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One experiment setting: a gin file to train (kind 'train') or a pixel probe ('probe').
+
+  name: the directory under runs_dir (the gin file stem for gin/ files).
+  gin_files: for 'train', gin files (relative to the repository root, or absolute).
+  bindings: extra gin bindings of this setting (added after the runner's own).
+  probe_args: for 'probe', arguments of eval_probe.py (e.g. ('--pixels', '--noise_std=0.05')).
+  """
+  name: str
+  kind: str = 'train'
+  gin_files: tuple = ()
+  bindings: tuple = ()
+  probe_args: tuple = ()
+
+  @property
+  def result_file(self):
+    return PROBE_RESULT if self.kind == 'probe' else FINAL_METRICS
+
+
+def make_setting(name, gin_dir='gin'):
+  """The Setting of a gin file stem (gin/<name>.gin) or of a probe baseline name."""
+  if name in PROBE_BASELINES:
+    return Setting(name, kind='probe', probe_args=PROBE_BASELINES[name])
+  return Setting(name, gin_files=(f'{gin_dir}/{name}.gin',))
+
+
+def suite_settings(suites=(), names=()):
+  """Settings of the named suites (comma lists allowed) and of explicit names, in order."""
+  out = []
+  for suite in [s for item in suites for s in item.split(',') if s]:
+    if suite not in SUITES:
+      raise ValueError(f'Unknown suite {suite!r}; choose from {sorted(SUITES)}.')
+    out += SUITES[suite]
+  out += [n for item in names for n in item.split(',') if n]
+  unknown = [n for n in out if n not in PROBE_BASELINES
+             and not (REPO_DIR / 'gin' / f'{n}.gin').is_file()]
+  if unknown:
+    raise ValueError(f'Unknown setting(s) {unknown}: not a gin/<name>.gin file nor one of '
+                     f'{sorted(PROBE_BASELINES)}.')
+  seen = set()
+  return [make_setting(n) for n in out if not (n in seen or seen.add(n))]
