@@ -22,17 +22,23 @@ Not a hand-written optimizer: the arithmetic is TensorFlow's kernel; this class 
 import keras
 import tensorflow as tf
 
+# Adam's epsilon in the authors' code: TF1's tf.train.AdamOptimizer default (Keras's is 1e-7).
+# It matters where gradients are tiny: at initialisation the RealNVP shift networks' gradients
+# are about 1e-8 to 1e-9, where Adam's step is about lr * g / (|g| + epsilon).
+AUTHORS_EPSILON = 1e-8
+
 
 class FusedAdam(keras.optimizers.Adam):
   """``keras.optimizers.Adam`` whose per-variable update is ``tf.raw_ops.ResourceApplyAdam``.
 
-  Same constructor arguments as Keras's Adam. AMSGrad falls back to Keras's own update (the
-  fused kernel has no AMSGrad form).
+  Same constructor arguments as Keras's Adam, but epsilon defaults to the authors' 1e-8
+  (``AUTHORS_EPSILON``). AMSGrad falls back to Keras's own update (the fused kernel has no
+  AMSGrad form).
   """
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, learning_rate=0.001, *args, epsilon=AUTHORS_EPSILON, **kwargs):
     kwargs.setdefault('name', 'adam')  # Keras's Adam's name: the same variable paths.
-    super().__init__(*args, **kwargs)
+    super().__init__(learning_rate, *args, epsilon=epsilon, **kwargs)
 
   def update_step(self, gradient, variable, learning_rate):
     if self.amsgrad:

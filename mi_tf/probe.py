@@ -26,22 +26,33 @@ from sklearn.preprocessing import MinMaxScaler
 
 
 def scaled_features(train_features, test_features):
-  """Float64 features, checked finite, min-max scaled with the training statistics.
+  """Features checked finite and min-max scaled IN FLOAT32 with the training statistics,
+  returned as float64 for the solvers.
+
+  The scaling is float32, as in the authors' code (their features are float32 and so is
+  scikit-learn's MinMaxScaler on them): a feature whose training range is below 10 float32
+  epsilons (1.2e-6) is treated as constant (scale 1, so it stays at about 0) instead of being
+  stretched to [0, 1]. This matters for invertible encoders at initialisation: the 43 MNIST
+  pixels of X1 that are 0 in every training image leave outputs with ranges of about 1e-8,
+  which a float64 scaling stretched into informative-looking features (the step-0 RealNVP
+  probed 86.47% against 84.82% on the pixels it is a near-permutation of).
 
   Args:
     train_features: [N, D]; test_features: [M, D].
   Returns:
-    (scaled train [N, D], scaled test [M, D]).
+    (scaled train [N, D], scaled test [M, D]), float64.
   Raises:
-    FloatingPointError: if the features are not finite.
+    FloatingPointError: if the features are not finite (in float32).
   """
-  train_features = np.asarray(train_features, np.float64)
-  test_features = np.asarray(test_features, np.float64)
+  train_features = np.asarray(train_features, np.float32)
+  test_features = np.asarray(test_features, np.float32)
   for name, f in (('train', train_features), ('test', test_features)):
     if not np.all(np.isfinite(f)):
-      raise FloatingPointError(f'Linear probe: the {name} features contain NaN or inf.')
+      raise FloatingPointError(f'Linear probe: the {name} features contain NaN or inf '
+                               '(in float32).')
   scaler = MinMaxScaler().fit(train_features)
-  return scaler.transform(train_features), scaler.transform(test_features)
+  return (scaler.transform(train_features).astype(np.float64),
+          scaler.transform(test_features).astype(np.float64))
 
 
 @gin.configurable(denylist=['train_features', 'train_labels', 'test_features', 'test_labels'])

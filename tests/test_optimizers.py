@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from mi_tf.optimizers import AUTHORS_EPSILON
 from mi_tf.optimizers import FusedAdam
 
 
@@ -34,7 +35,7 @@ def _train(optimizer, init, grads):
 @pytest.mark.parametrize('learning_rate', [1e-3, 1e-1])
 def test_same_trajectory_as_keras_adam(learning_rate):
   init, grads = _problem()
-  ref = _train(keras.optimizers.Adam(learning_rate), init, grads)
+  ref = _train(keras.optimizers.Adam(learning_rate, epsilon=AUTHORS_EPSILON), init, grads)
   fused = _train(FusedAdam(learning_rate), init, grads)
   for r, f, w in zip(ref, fused, init):
     moved = np.max(np.abs(r.numpy() - w))
@@ -78,6 +79,42 @@ def test_runs_under_mirrored_strategy():
 
   for g in grads:
     step([tf.constant(x) for x in g])
-  ref = _train(keras.optimizers.Adam(1e-2), init, grads)
+  ref = _train(keras.optimizers.Adam(1e-2, epsilon=AUTHORS_EPSILON), init, grads)
   for v, r in zip(variables, ref):
     np.testing.assert_allclose(v.numpy(), r.numpy(), atol=1e-5)
+
+
+def test_default_epsilon_is_the_authors_and_decides_steps_on_tiny_gradients():
+  """At a gradient of 1e-9 (the RealNVP shift networks at initialisation) Adam's first step
+  is lr * sqrt(1 - b2) / (1 - b1) * m / (sqrt(v) + eps) with m = (1 - b1) g and
+  sqrt(v) = sqrt(1 - b2) |g|: about 0.0030 lr with the authors' epsilon 1e-8, ten times the
+  step of Keras's default 1e-7."""
+  assert FusedAdam().epsilon == AUTHORS_EPSILON == 1e-8
+  lr, g = 1e-3, 1e-9
+  steps = {}
+  for eps in (1e-8, 1e-7):
+    w = tf.Variable([0.0])
+    FusedAdam(lr, **({} if eps == 1e-8 else {'epsilon': eps})).apply_gradients(
+        [(tf.constant([g]), w)])
+    steps[eps] = -float(w.numpy()[0])
+    root = (1 - 0.999) ** 0.5
+    expected = lr * root / (1 - 0.9) * (1 - 0.9) * g / (root * g + eps)
+    assert steps[eps] == pytest.approx(expected, rel=1e-4)
+  assert steps[1e-8] / steps[1e-7] > 8
+
+
+def test_every_task_takes_adam_epsilon_from_gin(tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+  from conftest import GIN_DIR, TINY_BINDINGS  # pylint: disable=g-import-not-at-top
+  from mi_tf import launch  # pylint: disable=g-import-not-at-top
+  for gin_file, task_name in (('sec3_2_critics_bilinear_infonce.gin', 'MIMaximization'),
+                              ('sec4_noniid.gin', 'GaussianToy'),
+                              ('baseline_supervised_mlp.gin', 'SupervisedBaseline'),
+                              ('sec3_1_adversarial.gin', 'AdversarialInvertible')):
+    for binding, expected in (((), 1e-8), ((f'{task_name}.adam_epsilon = 1e-7',), 1e-7)):
+      launch.parse_gin([str(GIN_DIR / gin_file)], TINY_BINDINGS + binding)
+      task = gin.query_parameter('train.task').scoped_configurable_fn()
+      task.build(16, 0)
+      optimizers = [v for k, v in task.trackables().items() if 'optimizer' in k]
+      assert optimizers and all(o.epsilon == expected for o in optimizers), (gin_file, binding)
+      gin.clear_config()

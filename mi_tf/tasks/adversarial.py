@@ -69,6 +69,8 @@ class AdversarialInvertible(base.Task):
     encoder: class of g1 (gin: @RealNVP with RealNVP.coupling = 'affine').
     head_learning_rate: Adam learning rate of the linear head (paper 1e-4, Colab 1e-3).
     encoder_learning_rate: Adam learning rate of the encoder (paper 1e-6, Colab 1e-5).
+    adam_epsilon: Adam's epsilon of both optimizers (default 1e-8, the authors' TF1
+      AdamOptimizer; Keras: 1e-7).
     warmup_steps: head-only steps before the first encoder step (1,000).
     head_steps_per_step: head steps before each encoder step (10).
     num_classes: logits of the head (10).
@@ -79,8 +81,10 @@ class AdversarialInvertible(base.Task):
   finite_metrics = ('probe/test_accuracy',)
 
   def __init__(self, encoder=RealNVP, head_learning_rate=1e-4, encoder_learning_rate=1e-6,
-               warmup_steps=1000, head_steps_per_step=10, num_classes=10, data=None):
+               warmup_steps=1000, head_steps_per_step=10, num_classes=10, data=None,
+               adam_epsilon=optimizers.AUTHORS_EPSILON):
     self.encoder_cls = encoder
+    self.adam_epsilon = float(adam_epsilon)
     self.head_learning_rate = head_learning_rate
     self.encoder_learning_rate = encoder_learning_rate
     self.warmup_steps = int(warmup_steps)
@@ -107,9 +111,11 @@ class AdversarialInvertible(base.Task):
     self.g1 = self.encoder_cls(name='g1')
     self.head = keras.layers.Dense(self.num_classes, name='head')
     self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
-    self.head_optimizer = optimizers.FusedAdam(self.head_learning_rate)
+    self.head_optimizer = optimizers.FusedAdam(self.head_learning_rate,
+                                               epsilon=self.adam_epsilon)
     self.head_optimizer.build(self.head.trainable_variables)
-    self.encoder_optimizer = optimizers.FusedAdam(self.encoder_learning_rate)
+    self.encoder_optimizer = optimizers.FusedAdam(self.encoder_learning_rate,
+                                                  epsilon=self.adam_epsilon)
     self.encoder_optimizer.build(self.g1.trainable_variables)
     self.warmup_updates = 0  # Head steps run by ``warm_up`` in this process (for tests).
 
@@ -225,7 +231,7 @@ class AdversarialInvertible(base.Task):
     return self.g1, self.input_shape
 
   def metadata(self):
-    return {'task': self.name, 'dataset': self.data.dataset,
+    return {'task': self.name, 'adam_epsilon': self.adam_epsilon, 'dataset': self.data.dataset,
             'encoder': base.class_name(self.encoder_cls),
             'head_learning_rate': self.head_learning_rate,
             'encoder_learning_rate': self.encoder_learning_rate,

@@ -41,6 +41,7 @@ class GaussianToy(base.Task):
       -I_EST).
     critic: critic class or factory called with ``name=``; default: ``sec4_critic``.
     learning_rate: Adam learning rate (the Colab: 1e-4).
+    adam_epsilon: Adam's epsilon (default 1e-8, the authors' TF1 AdamOptimizer; Keras: 1e-7).
     eval_batches: evaluation averages I_EST over this many fresh batches of the same sampler.
     eval_batch_size: pairs per evaluation batch (None: the training batch size, 128).
     eval_seed: the evaluation batches are the stateless draws (eval_seed, -1 - k), k <
@@ -55,7 +56,9 @@ class GaussianToy(base.Task):
 
   def __init__(self, sampling='noniid', estimator='infonce', critic=sec4_critic,
                learning_rate=1e-4, eval_batches=100, eval_batch_size=None, eval_seed=0,
-               sigma_z=toy_data.SIGMA_Z, sigma_e=toy_data.SIGMA_E):
+               sigma_z=toy_data.SIGMA_Z, sigma_e=toy_data.SIGMA_E,
+               adam_epsilon=optimizers.AUTHORS_EPSILON):
+    self.adam_epsilon = float(adam_epsilon)
     if sampling not in toy_data.SAMPLINGS:
       raise ValueError(f'Unknown sampling {sampling!r}; choose one of {toy_data.SAMPLINGS}.')
     self.sampling = sampling
@@ -80,7 +83,7 @@ class GaussianToy(base.Task):
     self.critic = self.critic_cls(name='critic')
     self.critic(tf.zeros((2, 1)), tf.zeros((2, 1)))
     self.variables = self.critic.trainable_variables
-    self.optimizer = optimizers.FusedAdam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate, epsilon=self.adam_epsilon)
     self.optimizer.build(self.variables)
     self._eval_fn = None
 
@@ -160,6 +163,7 @@ class GaussianToy(base.Task):
     return results
 
   def metadata(self):
-    return {'task': self.name, 'sampling': self.sampling, 'estimator': self.estimator,
+    return {'task': self.name, 'adam_epsilon': self.adam_epsilon,
+            'sampling': self.sampling, 'estimator': self.estimator,
             'true_mi': self.true_mi,
             'critic': base.class_name(self.critic_cls)}

@@ -31,6 +31,7 @@ class MIMaximization(base.Task):
     estimator: a registered estimator name ('infonce', 'nwj'; ``mi_tf.estimators.REGISTRY``).
     target: None to maximise I_EST; a number t to minimise |I_EST - t| (Sec. 3.3, t in {2, 4}).
     learning_rate: Adam learning rate (paper: 1e-4 on MNIST, 1e-5 on CIFAR-10).
+    adam_epsilon: Adam's epsilon (default 1e-8, the authors' TF1 AdamOptimizer; Keras: 1e-7).
     data: a ``mi_tf.data.ImageHalves`` (default: MNIST halves).
     eval_batch_size: batch size of the estimator's test value (paper: 128).
     train_estimate_examples: the train value of I_EST averages over this many training pairs
@@ -47,7 +48,8 @@ class MIMaximization(base.Task):
   def __init__(self, encoder=MLP, encoder_g2=None, critic=critics_lib.Bilinear,
                estimator='infonce', target=None, learning_rate=1e-4, data=None,
                eval_batch_size=128, train_estimate_examples=10000,
-               condition_number_examples=0):
+               condition_number_examples=0, adam_epsilon=optimizers.AUTHORS_EPSILON):
+    self.adam_epsilon = float(adam_epsilon)
     self.encoder_cls = encoder
     self.encoder_g2_cls = encoder_g2 or encoder
     self.critic_cls = critic
@@ -73,7 +75,7 @@ class MIMaximization(base.Task):
     self.critic(self.g1(dummy), self.g2(dummy))
     self.variables = (self.g1.trainable_variables + self.g2.trainable_variables
                       + self.critic.trainable_variables)
-    self.optimizer = optimizers.FusedAdam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate, epsilon=self.adam_epsilon)
     self.optimizer.build(self.variables)
     self._eval_fns = None
 
@@ -156,7 +158,8 @@ class MIMaximization(base.Task):
     return self.g1, self.input_shape
 
   def metadata(self):
-    return {'task': self.name, 'estimator': self.estimator, 'target': self.target,
+    return {'task': self.name, 'adam_epsilon': self.adam_epsilon,
+            'estimator': self.estimator, 'target': self.target,
             'dataset': self.data.dataset, 'noise_std': self.data.noise_std,
             'encoder': base.class_name(self.encoder_cls),
             'critic': base.class_name(self.critic_cls)}

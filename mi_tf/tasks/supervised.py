@@ -34,13 +34,16 @@ class SupervisedBaseline(base.Task):
     encoder: class of g1 (gin: @MLP or @ConvNet).
     num_classes: logits of the head (10).
     learning_rate: Adam learning rate of g1 and the head (1e-4, as the MI runs).
+    adam_epsilon: Adam's epsilon (default 1e-8, the authors' TF1 AdamOptimizer; Keras: 1e-7).
     data: a ``mi_tf.data.ImageHalves`` (default: MNIST halves); only X1 and the labels are used.
   """
 
   name = 'supervised_baseline'
   finite_metrics = ('probe/test_accuracy',)
 
-  def __init__(self, encoder=MLP, num_classes=10, learning_rate=1e-4, data=None):
+  def __init__(self, encoder=MLP, num_classes=10, learning_rate=1e-4, data=None,
+               adam_epsilon=optimizers.AUTHORS_EPSILON):
+    self.adam_epsilon = float(adam_epsilon)
     self.encoder_cls = encoder
     self.num_classes = int(num_classes)
     self.learning_rate = learning_rate
@@ -57,7 +60,7 @@ class SupervisedBaseline(base.Task):
     self.head = keras.layers.Dense(self.num_classes, name='head')
     self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
     self.variables = self.g1.trainable_variables + self.head.trainable_variables
-    self.optimizer = optimizers.FusedAdam(self.learning_rate)
+    self.optimizer = optimizers.FusedAdam(self.learning_rate, epsilon=self.adam_epsilon)
     self.optimizer.build(self.variables)
 
   def dataset_fn(self, global_batch_size, seed, start_step):
@@ -93,6 +96,6 @@ class SupervisedBaseline(base.Task):
     return self.g1, self.input_shape
 
   def metadata(self):
-    return {'task': self.name, 'dataset': self.data.dataset,
+    return {'task': self.name, 'adam_epsilon': self.adam_epsilon, 'dataset': self.data.dataset,
             'encoder': base.class_name(self.encoder_cls),
             'learning_rate': self.learning_rate}
