@@ -36,7 +36,7 @@ from mi_tf import study
 
 
 def _parse_setting_seeds(text):
-  out = dict(study.DEFAULT_SETTING_SEEDS)
+  out = {}
   for item in [t for t in (text or '').split(',') if t]:
     name, _, n = item.partition('=')
     out[name.strip()] = int(n)
@@ -53,7 +53,8 @@ def _add_plan_flags(p):
   p.add_argument('--setting_seeds', default='',
                  help='per-setting seed counts overriding --seeds, e.g. '
                       '"sec3_1_realnvp=3,sec4_iid=5" (default: '
-                      + ','.join(f'{k}={v}' for k, v in study.DEFAULT_SETTING_SEEDS.items()) + ').')
+                      + ', '.join(f'at most {v} for {k}'
+                                  for k, v in study.DEFAULT_SETTING_SEEDS.items()) + ').')
   p.add_argument('--runs_dir', required=True,
                  help='root of the run directories (keep it outside the repository).')
 

@@ -70,9 +70,12 @@ def plan(settings, seeds, runs_dir, setting_seeds=None):
     seeds: number of seeds per setting (seeds 0 .. seeds-1).
     runs_dir: root of the run directories.
     setting_seeds: dict name -> number of seeds overriding ``seeds`` for that setting.
+      Settings not in it get ``seeds``, capped at ``study.DEFAULT_SETTING_SEEDS`` (the
+      RealNVP settings: 3).
   """
-  setting_seeds = dict(study.DEFAULT_SETTING_SEEDS if setting_seeds is None else setting_seeds)
-  counts = {s.name: setting_seeds.get(s.name, seeds) for s in settings}
+  setting_seeds = dict(setting_seeds or {})
+  counts = {s.name: setting_seeds.get(s.name, min(seeds, study.DEFAULT_SETTING_SEEDS.get(
+      s.name, seeds))) for s in settings}
   runs = []
   for seed in range(max(counts.values(), default=0)):
     for s in settings:

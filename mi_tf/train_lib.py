@@ -101,7 +101,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   train_loop = _make_train_loop(strategy, task, iterator, step_var, jit_compile,
                                 stop_on_nonfinite=nonfinite_policy == 'stop')
   train_writer = tf.summary.create_file_writer(run.join('train'))
-  evaluator = _Evaluator(task, run, log, export_every_eval, nonfinite_policy == 'stop')
+  evaluator = _Evaluator(task, run, log, export_every_eval, nonfinite_policy == 'stop',
+                         num_steps)
   clock = _Progress(num_steps, start_step, wall_before)
 
   step, final, operative_written = start_step, {}, False
@@ -291,15 +292,16 @@ class _Evaluator:
   """One evaluation: the task's values, checked, logged (eval/ writer, metrics.jsonl, the
   log line) and, if asked, the export of that step."""
 
-  def __init__(self, task, run, log, export_every_eval, stop_on_nonfinite):
+  def __init__(self, task, run, log, export_every_eval, stop_on_nonfinite, num_steps):
     self.task, self.run, self.log = task, run, log
+    self.num_steps = num_steps
     self.export_every_eval = export_every_eval
     self.stop_on_nonfinite = stop_on_nonfinite
     self.writer = tf.summary.create_file_writer(run.join('eval'))
 
   def __call__(self, step):
     start = time.time()
-    values = self.task.evaluate(step)
+    values = self.task.evaluate(step, final=step == self.num_steps)
     values['eval/seconds'] = time.time() - start
     for name, value in scalars(values).items():
       if not np.isfinite(value):

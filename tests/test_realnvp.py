@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 from mi_tf import data
+from mi_tf import evaluation
 from mi_tf import export as export_lib
+from mi_tf.encoders import MLP
 from mi_tf.encoders import RealNVP
 
 import keras
@@ -172,3 +174,38 @@ def test_saved_model_keeps_every_variable_and_the_permutations(trained, tmp_path
   encode, input_shape = export_lib.load_encoder(export_dir)
   assert tuple(input_shape) == x1.shape[1:]
   np.testing.assert_allclose(encode(x1).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('coupling', ['additive', 'affine'])
+def test_invertibility_metrics_measure_the_trained_flow(coupling, trained):
+  t = trained[coupling]
+  metrics = evaluation.invertibility_metrics(t.model, t.x, batch_size=7)
+  assert metrics['invertibility/max_reconstruction_error'] == pytest.approx(t.trained_error,
+                                                                            abs=1e-6)
+  assert metrics['invertibility/max_reconstruction_error'] < 1e-4
+  ldj = metrics['invertibility/mean_log_det_jacobian']
+  if coupling == 'additive':
+    assert ldj == 0.0
+  else:  # Trained affine couplings change the volume.
+    assert abs(ldj) > 1e-6
+    assert ldj == pytest.approx(float(np.mean(t.model.forward_log_det_jacobian(t.x))),
+                                rel=1e-5)
+
+
+def test_invertibility_metrics_catch_a_wrong_inverse_and_skip_other_encoders(halves):
+  x1, _ = halves
+
+  class NotInverted:
+    def forward(self, x):
+      return 2.0 * tf.reshape(x, [tf.shape(x)[0], -1])
+
+    def inverse(self, y):
+      return y  # Wrong: should halve.
+
+    def forward_log_det_jacobian(self, x):
+      return tf.fill([tf.shape(x)[0]], 392 * float(np.log(2.0)))
+
+  metrics = evaluation.invertibility_metrics(NotInverted(), x1)
+  assert metrics['invertibility/max_reconstruction_error'] > 0.1
+  assert metrics['invertibility/mean_log_det_jacobian'] == pytest.approx(392 * np.log(2.0))
+  assert evaluation.invertibility_metrics(MLP(hidden_units=(8,), output_dim=4), x1) == {}

@@ -123,6 +123,21 @@ def test_training_and_evaluation(estimator):
   assert task.evaluate(1)['I_EST/eval'] == results['I_EST/eval']
 
 
+def test_evaluation_batches_are_fixed_within_a_run_and_independent_across_seeds():
+  values = {}
+  for seed in (0, 1):
+    tf.keras.utils.set_random_seed(0)  # The same critic weights for both runs.
+    task = gaussian_toy.GaussianToy(sampling='iid', eval_batches=20)
+    task.build(128, seed=seed)
+    values[seed] = task.evaluate(0)['I_NCE/eval']
+    assert task.evaluate(0)['I_NCE/eval'] == values[seed]
+  assert values[0] != values[1]
+  tf.keras.utils.set_random_seed(0)
+  shared = gaussian_toy.GaussianToy(sampling='iid', eval_batches=20, eval_seed=0)
+  shared.build(128, seed=1)
+  assert shared.evaluate(0)['I_NCE/eval'] == values[0]
+
+
 def test_unknown_sampling_is_refused():
   with pytest.raises(ValueError, match='sampling'):
     gaussian_toy.GaussianToy(sampling='shuffled')

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
 from mi_tf import metrics_log
 
@@ -29,24 +31,28 @@ print('RESULTS ' + json.dumps(results))
 '''
 
 
-def test_two_replicas_match_one_device_on_noniid_batches(tmp_path):
+# The estimators that a critic trained with each objective determines. InfoNCE leaves a shift
+# of each row of scores free, so I_NWJ of an InfoNCE-trained critic follows the order in which
+# the replicas' gradients are summed (float32 rounding, amplified by Adam at lr 1e-2): it
+# differed by 0.45% between one device and two replicas here (AMD EPYC), and is compared on
+# the NWJ-trained critic instead, where every estimator is determined.
+_DETERMINED = {'sec4_noniid.gin': ('I_EST/eval', 'I_NCE/eval'),
+               'sec4_noniid_nwj.gin': ('I_EST/eval', 'I_NWJ/eval', 'I_NCE/eval')}
+
+
+@pytest.mark.parametrize('gin_name', sorted(_DETERMINED))
+def test_two_replicas_match_one_device_on_noniid_batches(tmp_path, gin_name):
   bindings = list(TINY_BINDINGS) + ['train.num_steps = 6', 'GaussianToy.learning_rate = 1e-2']
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(
-      [sys.executable, '-c', _SCRIPT, str(GIN_DIR / 'sec4_noniid.gin'), str(tmp_path),
+      [sys.executable, '-c', _SCRIPT, str(GIN_DIR / gin_name), str(tmp_path),
        json.dumps(bindings)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [line for line in proc.stdout.splitlines() if line.startswith('RESULTS ')][-1]
   results = json.loads(line[len('RESULTS '):])
   one, two = results['default'], results['mirrored']
-  # The trained estimator (I_NCE) agrees to 1e-5. I_NWJ of this InfoNCE-trained critic is
-  # looser: InfoNCE leaves a shift of each row of scores free, so the order in which the two
-  # replicas' gradients are summed (float32 rounding), amplified by Adam at lr 1e-2, moves
-  # I_NWJ by up to 4.4e-5 here (AMD EPYC without AVX-512); it must agree to 1e-3 relative.
-  for key in ('I_EST/eval', 'I_NCE/eval'):
+  for key in _DETERMINED[gin_name]:
     assert abs(one[key] - two[key]) < 1e-5, (key, one[key], two[key])
-  assert abs(one['I_NWJ/eval'] - two['I_NWJ/eval']) < 1e-3 * abs(one['I_NWJ/eval']), (
-      one['I_NWJ/eval'], two['I_NWJ/eval'])
   # The comparison is not vacuous: the 6 updates moved the estimate well beyond 1e-5.
   initial = [r['value'] for r in metrics_log.read(str(tmp_path / 'default'))
              if r['metric'] == 'I_EST/eval' and r['step'] == 0][0]

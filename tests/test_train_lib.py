@@ -40,6 +40,11 @@ def test_train_export_and_eval_probe_agree(tmp_path):
   # Same features, same protocol, same seed: the stand-alone probe reproduces training's.
   assert result['test_accuracy'] == pytest.approx(final['probe/test_accuracy'], abs=0.005)
   assert result['feature_dim'] == 100 and result['train_size'] == 2000
+  # The converged ('fast') probe is logged at step 0 and at the final step only.
+  records = metrics_log.read(model_dir)
+  fast = {r['step']: r['value'] for r in records if r['metric'] == 'probe_fast/test_accuracy'}
+  assert sorted(fast) == [0, 30] and fast[30] == final['probe_fast/test_accuracy']
+  assert 0.5 < fast[30] <= 1.0
   pixels = evaluation.probe_saved_model(None, train_split='train[:2000]',
                                         test_split='test[:1000]')
   assert pixels['feature_dim'] == 392 and 0.6 < pixels['test_accuracy'] < 0.95
@@ -54,6 +59,15 @@ def test_eval_probe_script_writes_json(tmp_path):
   assert proc.returncode == 0, proc.stderr
   result = json.loads(out.read_text())
   assert result['source'] == 'pixels' and result['test_size'] == 500
+  assert 'fast_test_accuracy' not in result
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'eval_probe.py'), '--pixels', '--train_split=train[:1000]',
+       '--test_split=test[:500]', '--also_fast', f'--output={out}'], capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  both = json.loads(out.read_text())
+  assert both['test_accuracy'] == result['test_accuracy']  # The paper's probe, unchanged.
+  assert 0.6 < both['fast_test_accuracy'] < 0.95 and both['fast_train_accuracy'] > 0.6
 
 
 def test_resume_continues_the_step_count_and_metrics_are_not_duplicated(tmp_path):

@@ -8,7 +8,10 @@ The package, by stage (each module's docstring says more):
       seeds; ``Table(rows)`` -> look-ups (``curve``, ``first``, ``final``) used by figures
       and claims; ``write_csv``.
   ``claims``   ``claim1(table)`` ... ``claim6(table)`` -> {id, claim, status PASS | FAIL |
-      INSUFFICIENT_DATA, numbers, n_seeds, notes}.
+      INCONCLUSIVE | INSUFFICIENT_DATA, checks, numbers, n_seeds, notes}: every comparison
+      decided by >= SEPARATION (2) standard errors of the seed noise with >= MIN_SEEDS (3)
+      seeds a side; ``check_claims`` decides each claim under the paper's probe (``status``)
+      and the converged probe (``status_converged``).
   ``figures``  ``figure_<name>(table)`` -> a matplotlib Figure (or None without data).
   ``markdown`` ``render_markdown(...)``, ``replace_generated(text, section)``.
 The pure parts (tables in, results out) are tested on synthetic tables. ``write_report(...)``
@@ -28,6 +31,7 @@ import pathlib
 import re
 
 from mi_tf import runs as runs_lib
+from mi_tf import study
 from mi_tf.report import claims
 from mi_tf.report import claims as _claims
 from mi_tf.report import figures
@@ -42,19 +46,27 @@ from mi_tf.report.claims import claim5
 from mi_tf.report.claims import claim6
 from mi_tf.report.claims import claim_text
 from mi_tf.report.claims import CLAIMS
+from mi_tf.report.claims import compare
+from mi_tf.report.claims import constant
 from mi_tf.report.claims import FAIL
+from mi_tf.report.claims import HOLDS
+from mi_tf.report.claims import INCONCLUSIVE
 from mi_tf.report.claims import INSUFFICIENT
 from mi_tf.report.claims import MATCH_TOLERANCE
-from mi_tf.report.claims import NOISE_FACTOR
+from mi_tf.report.claims import MIN_SEEDS
 from mi_tf.report.claims import PASS
+from mi_tf.report.claims import REVERSED
 from mi_tf.report.claims import SEPARATION
 from mi_tf.report.claims import separation
+from mi_tf.report.claims import spearman
 from mi_tf.report.claims import TRUE_MI_SEC4
+from mi_tf.report.claims import UNRESOLVED
 from mi_tf.report.figures import DPI
 from mi_tf.report.figures import FIGSIZE_1
 from mi_tf.report.figures import FIGSIZE_2
 from mi_tf.report.figures import FIGSIZE_3
 from mi_tf.report.figures import FIGURES
+from mi_tf.report.figures import flag_title
 from mi_tf.report.figures import LOG_BATCH
 from mi_tf.report.figures import write_figures
 from mi_tf.report.figures import write_tensorboard_images
@@ -67,8 +79,10 @@ from mi_tf.report.markdown import render_markdown
 from mi_tf.report.markdown import replace_generated
 from mi_tf.report.results import _json_safe
 from mi_tf.report.results import ACC
+from mi_tf.report.results import ACC_FAST
 from mi_tf.report.results import aggregate
 from mi_tf.report.results import CSV_COLUMNS
+from mi_tf.report.results import gaussian_smooth
 from mi_tf.report.results import inventory
 from mi_tf.report.results import load_run
 from mi_tf.report.results import load_runs
@@ -78,6 +92,7 @@ from mi_tf.report.results import write_csv
 # The public names of the stages, for callers that import the package only.
 __all__ = [
     'ACC',
+    'ACC_FAST',
     'aggregate',
     'BEGIN_MARK',
     'check_claims',
@@ -90,6 +105,8 @@ __all__ = [
     'claim_text',
     'CLAIMS',
     'claims',
+    'compare',
+    'constant',
     'CSV_COLUMNS',
     'DEFAULT_HEADER',
     'DPI',
@@ -100,6 +117,10 @@ __all__ = [
     'FIGSIZE_3',
     'FIGURES',
     'figures',
+    'flag_title',
+    'gaussian_smooth',
+    'HOLDS',
+    'INCONCLUSIVE',
     'INSUFFICIENT',
     'inventory',
     'load_run',
@@ -108,15 +129,19 @@ __all__ = [
     'machine_info',
     'markdown',
     'MATCH_TOLERANCE',
-    'NOISE_FACTOR',
+    'MIN_SEEDS',
     'PASS',
     'render_markdown',
     'replace_generated',
     'results',
+    'REVERSED',
+    'run_arguments',
     'SEPARATION',
     'separation',
+    'spearman',
     'Table',
     'TRUE_MI_SEC4',
+    'UNRESOLVED',
     'write_csv',
     'write_figures',
     'write_report',
@@ -130,6 +155,33 @@ def __getattr__(name):
     return _claims.CLAIM_TEXT
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
+
+
+def run_arguments(setting, seed, run):
+  """The arguments beyond its setting's a run was started with (sorted; [] if none).
+
+  E.g. ['--gin_bindings=train.num_steps=300'] for a short smoke run. Two records are read,
+  so that either one suffices: the run's run_info.json (train.py records the argv of every
+  session: its --gin_bindings and --gin_file beyond those of the study's Setting), and the
+  runner's log (``runs.other_arguments``: the last argv a runner started the run with, when
+  it differs from the plan's command; this covers probe runs, which have no run_info.json).
+
+  Args:
+    setting: the setting's name (``study.make_setting`` gives its gin files and bindings).
+    seed: the run's seed.
+    run: a run of ``load_runs`` (run_info, model_dir).
+  """
+  s = study.make_setting(setting)
+  plan = runs_lib.Run(s, seed, os.path.abspath(run['model_dir']))
+  own = set(runs_lib.command(plan)[1:])
+  out = set()
+  for session in (run.get('run_info') or {}).get('sessions', []):
+    out |= {a for a in session.get('command') or []
+            if a.startswith(('--gin_bindings=', '--gin_file=')) and a not in own}
+  other = runs_lib.other_arguments(plan)
+  if other:
+    out |= {a for a in other if a not in own and not a.startswith('--model_dir=')}
+  return sorted(out)
 
 
 def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, command=''):
@@ -153,11 +205,17 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   rows = aggregate(finished)
   table = Table(rows)
   claims = check_claims(table)
+  flags = {}  # {setting: arguments of its finished runs beyond the study's}.
+  for s, by_seed in runs.items():
+    args = sorted({a for seed, r in by_seed.items() if r['finished']
+                   for a in run_arguments(s, seed, r)})
+    if args:
+      flags[s] = args
 
   results_dir = os.path.join(output_dir, 'results')
   os.makedirs(results_dir, exist_ok=True)
   write_csv(rows, os.path.join(results_dir, 'curves.csv'))
-  figures = write_figures(table, os.path.join(output_dir, 'figures'))
+  figures = write_figures(table, os.path.join(output_dir, 'figures'), flags)
   if tensorboard_dir:
     write_tensorboard_images(figures, tensorboard_dir)
 
@@ -194,6 +252,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   info = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'command': command,
           'commit': runs_lib.git_info(), 'runs_dir': os.path.abspath(runs_dir),
           'machine': machine_info(), 'steps': steps, 'wall': wall, 'hosts': sorted(hosts),
+          'flags': flags,
           'total_wall': ('' if total_exact else 'at least ') + _duration(total_seconds),
           'versions': ', '.join(f'{k} {v}' for k, v in (versions or {}).items()
                                 if k in ('tensorflow', 'keras', 'scikit-learn', 'python'))}
@@ -211,6 +270,10 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   with open(os.path.join(results_dir, 'summary.json'), 'w') as f:
     json.dump(_json_safe(summary), f, indent=1, sort_keys=True)
   for c in claims:
-    print(f'Claim {c["id"]}: {c["status"]}')
+    colab = (f'; {c["colab_setting"]}: {c["colab_status"]} / '
+             f'{c.get("colab_status_converged")}' if 'colab_status' in c else '')
+    verdict = (f'{c["status"]} (reads no probe)' if c.get('probe') is None else
+               f'{c["status"]} (paper probe), {c["status_converged"]} (converged probe)')
+    print(f'Claim {c["id"]}: {verdict}{colab}')
   print(f'Wrote {path}, {results_dir}/, {os.path.join(output_dir, "figures")}/')
   return {'claims': claims, 'table': table, 'figures': figures, 'path': path}

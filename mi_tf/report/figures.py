@@ -1,13 +1,18 @@
 """The paper's figures, drawn from a results Table: mean curves over seeds with +/- 1 SD bands.
 
 ``figure_<name>(table)`` -> a matplotlib Figure (or None without data); ``write_figures``
-writes them as PNGs and ``write_tensorboard_images`` logs the PNGs as TensorBoard images.
+writes them as PNGs (titles flag settings run with non-default arguments) and
+``write_tensorboard_images`` logs the PNGs as TensorBoard images. The x axes are in
+thousands of training steps, as the paper draws them. Fig. 7 is the testing loss
+|I_EST/test - t| of the mean curve; Fig. 1c and 4c have two panels each (the paper's and the
+authors' code's learning rates; the estimates and their difference to the true MI).
 matplotlib and TensorFlow are imported inside the functions that need them.
 """
 
 import math
 import os
 import pathlib
+import textwrap
 
 import numpy as np
 
@@ -20,27 +25,47 @@ FIGSIZE_1 = (6.4, 4.8)
 FIGSIZE_2 = (12.8, 4.8)
 FIGSIZE_3 = (16.0, 4.8)
 DPI = 100
+STEP_UNIT = 1000  # The x axes are in thousands of training steps, as the paper draws them.
+XLABEL = 'iteration (thousands)'
+
+
+def _curve(table, setting, metric, split='eval'):
+  """(steps, mean, sd, n) arrays of a curve over its steps, or None if absent."""
+  c = table.curve(setting, metric, split)
+  if not c:
+    return None
+  steps = np.array(sorted(c))
+  return (steps, np.array([c[s]['mean'] for s in steps], np.float64),
+          np.array([c[s]['sd'] for s in steps], np.float64),
+          np.array([c[s]['n'] for s in steps]))
+
+
+def _draw(ax, steps, mean, label, ns, band=None, **kwargs):
+  """A line over steps (in thousands) with an optional (low, high) band; True if drawn."""
+  ok = np.isfinite(mean)
+  if not ok.any():
+    return False
+  seeds = sorted({int(n) for n in ns[ok]})  # Seeds behind the points; a range if it varies.
+  n = str(seeds[0]) if len(seeds) == 1 else f'{seeds[0]}-{seeds[-1]}'
+  x = steps / STEP_UNIT
+  line, = ax.plot(x[ok], mean[ok], label=f'{label} (n={n})', **kwargs)
+  if band is not None:
+    low, high = band
+    inside = ok & np.isfinite(low) & np.isfinite(high)
+    if inside.any():
+      ax.fill_between(x[inside], low[inside], high[inside], color=line.get_color(),
+                      alpha=0.2, linewidth=0)
+  return True
 
 
 def _plot(ax, table, setting, metric, label, split='eval', scale=1.0, **kwargs):
   """Mean curve with a +/- 1 SD band; returns True if there was data."""
-  c = table.curve(setting, metric, split)
-  if not c:
+  c = _curve(table, setting, metric, split)
+  if c is None:
     return False
-  steps = np.array(sorted(c))
-  mean = np.array([c[s]['mean'] for s in steps]) * scale
-  sd = np.array([c[s]['sd'] for s in steps]) * scale
-  ok = np.isfinite(mean)
-  if not ok.any():
-    return False
-  ns = sorted({c[s]['n'] for s in steps[ok]})  # Seeds behind the points; a range if it varies.
-  n = str(ns[0]) if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'
-  line, = ax.plot(steps[ok], mean[ok], label=f'{label} (n={n})', **kwargs)
-  band = ok & np.isfinite(sd)
-  if band.any():
-    ax.fill_between(steps[band], (mean - sd)[band], (mean + sd)[band],
-                    color=line.get_color(), alpha=0.2, linewidth=0)
-  return True
+  steps, mean, sd, ns = c
+  mean, sd = mean * scale, sd * scale
+  return _draw(ax, steps, mean, label, ns, (mean - sd, mean + sd), **kwargs)
 
 
 def _hline(ax, table, setting, label, metric=ACC, scale=1.0):
@@ -48,6 +73,8 @@ def _hline(ax, table, setting, label, metric=ACC, scale=1.0):
   if row is not None and math.isfinite(row['mean']):
     ax.axhline(row['mean'] * scale, color='k', linestyle='--', linewidth=1,
                label=f'{label} (n={row["n"]})')
+    return row['mean'] * scale
+  return None
 
 
 def _new(panels=1):
@@ -65,11 +92,33 @@ def _finish(fig, axes, any_data, title):
     plt.close(fig)
     return None
   for ax in axes:
-    ax.set_xlabel('iteration')
+    ax.set_xlabel(XLABEL)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def flag_title(fig, settings_arguments):
+  """Adds to a figure's title which of its settings were run with other arguments than the
+  study's (e.g. a short smoke run's train.num_steps=300), grouped by those arguments.
+
+  Args:
+    fig: a Figure of this module (its suptitle is extended).
+    settings_arguments: {setting: [arguments]} of the figure's flagged settings.
+  """
+  if not settings_arguments:
+    return fig
+  groups = {}
+  for setting, args in sorted(settings_arguments.items()):
+    groups.setdefault(tuple(args), []).append(setting)
+  parts = [f'{", ".join(a.replace("--gin_bindings=", "") for a in args)} '
+           f'({", ".join(names)})' for args, names in groups.items()]
+  width = int(fig.get_size_inches()[0] * 15)  # Characters of 8-point text across the figure.
+  text = textwrap.fill('NON-DEFAULT ARGUMENTS: ' + '; '.join(parts), width)
+  fig.suptitle(f'{fig.get_suptitle()}\n{text}', fontsize=9, color='firebrick')
   fig.tight_layout()
   return fig
 
@@ -105,10 +154,19 @@ def figure_1b(table):
 
 
 def figure_1c(table):
-  fig, (ax,) = _new()
-  got = _acc_panel(ax, table, [(study.ADVERSARIAL, 'adversarial, paper lr'),
-                               (study.ADVERSARIAL_COLAB_LR, 'adversarial, Colab lr')])
-  return _finish(fig, [ax], got, 'Fig. 1c: probe accuracy of the adversarially trained '
+  """Two panels, each on the y scale of its own curve and the pixel line: the paper's
+  learning rates (deciding claim 2), and the learning rates of the authors' code."""
+  fig, axes = _new(2)
+  got = False
+  for ax, setting, label, title in (
+      (axes[0], study.ADVERSARIAL, 'adversarial, paper lr', "paper's learning rates"),
+      (axes[1], study.ADVERSARIAL_COLAB_LR, 'adversarial, Colab lr',
+       "authors' code (Colab) learning rates")):
+    got |= _acc_panel(ax, table, [(setting, label)])
+    ax.set_title(title, fontsize=9)
+    ax.relim()
+    ax.autoscale_view()
+  return _finish(fig, axes, got, 'Fig. 1c: probe accuracy of the adversarially trained '
                  'invertible encoder')
 
 
@@ -175,29 +233,57 @@ def figure_4b(table):
 
 
 def figure_4c(table):
-  fig, (ax,) = _new()
+  """Left: the estimates and the true MI. Right: estimate minus true MI with +/- 2 SE bands
+  (SE = SD over seeds / sqrt(n), the SE claim 6 decides with), so that the position of the
+  i.i.d. curves relative to the true MI is visible."""
+  fig, axes = _new(2)
   got = False
   for sampling, est, label in (('noniid', 'infonce', 'I_NCE, non-i.i.d.'),
                                ('noniid', 'nwj', 'I_NWJ, non-i.i.d.'),
                                ('iid', 'infonce', 'I_NCE, i.i.d.'),
                                ('iid', 'nwj', 'I_NWJ, i.i.d.')):
-    got |= _plot(ax, table, study.sec4_setting(sampling, est), 'I_EST/eval', label)
-  ax.axhline(TRUE_MI_SEC4, color='k', linestyle='--', linewidth=1, label='true MI')
-  ax.set_ylabel('estimate (nats)')
-  return _finish(fig, [ax], got, 'Fig. 4c: estimators with i.i.d. and non-i.i.d. negatives')
+    setting = study.sec4_setting(sampling, est)
+    got |= _plot(axes[0], table, setting, 'I_EST/eval', label)
+    c = _curve(table, setting, 'I_EST/eval')
+    if c is None:
+      continue
+    steps, mean, sd, ns = c
+    true = table.curve(setting, 'true_mi')
+    mi = np.array([true[s]['mean'] if s in true else TRUE_MI_SEC4 for s in steps])
+    se = np.where(ns > 1, sd / np.sqrt(np.maximum(ns, 1)), np.nan)
+    diff = mean - mi
+    _draw(axes[1], steps, diff, label, ns, (diff - 2 * se, diff + 2 * se))
+  axes[0].axhline(TRUE_MI_SEC4, color='k', linestyle='--', linewidth=1, label='true MI')
+  axes[0].set_ylabel('estimate (nats)')
+  axes[1].axhline(0.0, color='k', linestyle='--', linewidth=1, label='true MI')
+  axes[1].set_ylabel('estimate - true MI (nats; linear within +/- 0.005)')
+  axes[1].set_title('estimate - true MI, band +/- 2 SE over seeds', fontsize=9)
+  # Symmetric log scale, linear within +/- 0.005 nats: the i.i.d. curves (within about 1e-3
+  # of the true MI) and the non-i.i.d. ones (0.1 above) on one axis, with plain tick labels.
+  axes[1].set_yscale('symlog', linthresh=0.005, linscale=1.5)
+  low, high = axes[1].get_ylim()
+  ticks = [t for t in (-1, -0.3, -0.1, -0.03, -0.01, -0.005, -0.0025, 0, 0.0025, 0.005, 0.01,
+                       0.03, 0.1, 0.3, 1) if low <= t <= high]
+  axes[1].set_yticks(ticks, [f'{t:g}' for t in ticks])
+  axes[1].minorticks_off()
+  return _finish(fig, axes, got, 'Fig. 4c: estimators with i.i.d. and non-i.i.d. negatives')
 
 
 def figure_7(table):
+  """The testing loss of Sec. 3.3 (Fig. 7): |mean over seeds of I_EST/test - t| per encoder
+  and estimator, one panel per target t."""
   fig, axes = _new(2)
   got = False
   for ax, t in zip(axes, (2, 4)):
     for enc, name in (('mlp', 'MLP'), ('convnet', 'ConvNet')):
       for est, est_name in (('infonce', 'I_NCE'), ('nwj', 'I_NWJ')):
-        got |= _plot(ax, table, study.encoder_setting(enc, est, t), 'I_EST/train',
-                     f'{name}, {est_name}')
-    ax.axhline(t, color='k', linestyle='--', linewidth=1, label=f't = {t}')
-    ax.set_ylabel('I_EST (train, nats)')
-  return _finish(fig, axes, got, 'Fig. 7: I_EST of the Sec. 3.3 encoders at the targets')
+        c = _curve(table, study.encoder_setting(enc, est, t), 'I_EST/test')
+        if c is not None:
+          steps, mean, _, ns = c
+          got |= _draw(ax, steps, np.abs(mean - t), f'{name}, {est_name}', ns)
+    ax.set_ylabel(f'testing loss |I_EST(test) - {t}| (nats)')
+    ax.set_title(f't = {t}', fontsize=9)
+  return _finish(fig, axes, got, 'Fig. 7: testing loss |I_EST - t| of the Sec. 3.3 encoders')
 
 
 FIGURES = {
@@ -207,13 +293,23 @@ FIGURES = {
 }
 
 
-def write_figures(table, figures_dir):
-  """Writes every figure with data as <figures_dir>/<name>.png; returns {name: path|None}."""
+def write_figures(table, figures_dir, flags=None):
+  """Writes every figure with data as <figures_dir>/<name>.png; returns {name: path|None}.
+
+  Args:
+    table: the results Table.
+    figures_dir: where the PNGs go.
+    flags: {setting: [arguments]} of settings whose runs were started with other arguments
+      than the study's; the title of every figure that reads one says so (``flag_title``).
+  """
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   os.makedirs(figures_dir, exist_ok=True)
+  reads = study.figure_settings()
   out = {}
   for name, fn in FIGURES.items():
     fig = fn(table)
+    if fig is not None and flags:
+      flag_title(fig, {s: flags[s] for s in reads.get(name, ()) if flags.get(s)})
     path = os.path.join(figures_dir, f'{name}.png')
     if fig is None:
       out[name] = None

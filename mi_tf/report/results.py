@@ -20,7 +20,12 @@ import numpy as np
 
 from mi_tf import jsonl
 
-ACC = 'probe/test_accuracy'
+ACC = 'probe/test_accuracy'         # The paper's probe (SAGA, at every evaluation).
+ACC_FAST = 'probe_fast/test_accuracy'  # The converged L-BFGS probe (step 0 and final step).
+
+# Sec. 4: I_EST/train_smoothed, the training-batch estimates smoothed as the authors' code
+# plots them: a Gaussian kernel with this SD, in training steps.
+SMOOTHING_SIGMA_STEPS = 100.0
 
 # Curves that are timing or bookkeeping, not results: left out of the aggregated table.
 _EXCLUDED = re.compile(r'(seconds|steps_per_second|/updates)$')
@@ -38,19 +43,57 @@ def _float(value):
     return float('nan')
 
 
-
 def _gin_int(config, name):
   m = re.search(rf'^{re.escape(name)}\s*=\s*(\d+)\s*$', config or '', re.M)
   return int(m.group(1)) if m else None
 
 
+def gaussian_smooth(steps, values, sigma=SMOOTHING_SIGMA_STEPS):
+  """Nadaraya-Watson smoothing of a curve with a Gaussian kernel of SD ``sigma`` steps.
+
+  value'(s_i) = sum_j w_ij v_j / sum_j w_ij, w_ij = exp(-(s_i - s_j)^2 / (2 sigma^2)): a
+  Gaussian filter on the step axis that needs no regular grid and is normalised at the ends
+  of the curve (a constant curve stays constant). Returns a list of floats in the order of
+  ``steps``.
+  """
+  s = np.asarray(steps, np.float64)
+  v = np.asarray(values, np.float64)
+  order = np.argsort(s, kind='mergesort')
+  s_sorted, v_sorted = s[order], v[order]
+  # The kernel is cut at 6 SDs (weights below 2e-8 of the centre's), so long curves cost
+  # O(N x window) rather than O(N^2).
+  lo = np.searchsorted(s_sorted, s - 6 * sigma, side='left')
+  hi = np.searchsorted(s_sorted, s + 6 * sigma, side='right')
+  out = []
+  with np.errstate(invalid='ignore', over='ignore'):
+    for x, a, b in zip(s, lo, hi):
+      w = np.exp(-0.5 * ((s_sorted[a:b] - x) / sigma) ** 2)
+      out.append(float(np.dot(w, v_sorted[a:b]) / w.sum()))
+  return out
+
+
+def _smoothed_training_estimate(records):
+  """'I_EST/train_smoothed' records (split 'train') from the training records of I_EST."""
+  train = {}
+  for r in records:
+    if r['split'] == 'train' and r['metric'] == 'I_EST':
+      train[int(r['step'])] = _float(r['value'])  # A duplicate line: the last one wins.
+  steps = sorted(train)
+  smooth = gaussian_smooth(steps, [train[s] for s in steps])
+  return [{'step': s, 'split': 'train', 'metric': 'I_EST/train_smoothed', 'value': v}
+          for s, v in zip(steps, smooth)]
+
+
 def load_run(model_dir):
   """One run directory -> dict(records, finished, final, run_info, config, kind, model_dir).
 
-  Probe runs (probe_result.json) become records at step 0 (split 'eval'). Sec. 4 runs get the
-  derived curve 'I_EST/eval_se' = I_EST/eval_sd / sqrt(GaussianToy.eval_batches): the
-  standard error of the estimate due to the finite evaluation sample (the same fixed batches
-  for every seed, so the spread over seeds does not contain it).
+  Probe runs (probe_result.json) become records at step 0 (split 'eval'): test_accuracy as
+  ACC, and fast_test_accuracy (the converged probe, when the run fitted it) as ACC_FAST.
+  Sec. 4 runs (GaussianToy) get two derived curves: 'I_EST/eval_se' = I_EST/eval_sd /
+  sqrt(GaussianToy.eval_batches), the standard error of one run's estimate due to its finite
+  evaluation sample; and 'I_EST/train_smoothed' (split 'train'), the training-batch I_EST
+  (window means logged every train.log_every steps) smoothed by ``gaussian_smooth`` with
+  SD SMOOTHING_SIGMA_STEPS = 100 steps, the quantity the authors' code plots.
   """
   d = pathlib.Path(model_dir)
   # A training run may hold a probe_result.json too (eval_probe.py of its export writes it
@@ -58,7 +101,9 @@ def load_run(model_dir):
   probe = None if (d / 'config.gin').is_file() else jsonl.read_json(d / 'probe_result.json')
   if probe is not None:
     records = [{'step': 0, 'split': 'eval', 'metric': m, 'value': probe[k]}
-               for m, k in ((ACC, 'test_accuracy'), ('probe/train_accuracy', 'train_accuracy'))
+               for m, k in ((ACC, 'test_accuracy'), ('probe/train_accuracy', 'train_accuracy'),
+                            (ACC_FAST, 'fast_test_accuracy'),
+                            ('probe_fast/train_accuracy', 'fast_train_accuracy'))
                if k in probe]
     return {'records': records, 'finished': True, 'final': dict(probe, step=0),
             'run_info': None, 'config': None, 'kind': 'probe', 'model_dir': str(d)}
@@ -74,6 +119,8 @@ def load_run(model_dir):
         {'step': r['step'], 'split': 'eval', 'metric': 'I_EST/eval_se',
          'value': _float(r['value']) / math.sqrt(eval_batches)}
         for r in records if r['split'] == 'eval' and r['metric'] == 'I_EST/eval_sd']
+  if 'GaussianToy.' in (config or '') + (operative or ''):
+    records = records + _smoothed_training_estimate(records)
   final = jsonl.read_json(d / 'final_metrics.json')
   # Finished: final_metrics.json AND its evaluation in metrics.jsonl (a finished run rerun
   # and stopped while re-evaluating has lost the latter; its last step would be wrong).
@@ -115,7 +162,8 @@ def aggregate(records_by_setting, train_stride=500):
   Args:
     records_by_setting: {setting: {seed: [metrics.jsonl records]}}.
     train_stride: keep training-split records at multiples of this step (they are logged
-      every 100 steps; a coarser grid keeps the table small). Evaluation records are all kept.
+      every 100 steps; a coarser grid keeps the table small) and at each seed's last step of
+      the curve (its final value). Evaluation records are all kept.
 
   Returns:
     list of rows (dicts with CSV_COLUMNS), sorted by setting, split, metric, step.
@@ -124,10 +172,15 @@ def aggregate(records_by_setting, train_stride=500):
   for setting, by_seed in records_by_setting.items():
     for seed, records in by_seed.items():
       seen = set()
+      last = {}
+      for r in records:
+        if r['split'] == 'train':
+          last[r['metric']] = max(last.get(r['metric'], r['step']), r['step'])
       for r in records:
         if _EXCLUDED.search(r['metric']):
           continue
-        if r['split'] == 'train' and train_stride and r['step'] % train_stride:
+        if (r['split'] == 'train' and train_stride and r['step'] % train_stride
+            and r['step'] != last[r['metric']]):
           continue
         key = (setting, r['split'], r['metric'], int(r['step']))
         if (key, seed) in seen:  # A duplicate line: the last one wins below.

@@ -212,7 +212,7 @@ class AdversarialInvertible(base.Task):
             'grad_norm': grad_norm, 'finite': tf.minimum(finite, finite_e)}
 
   # ---- evaluation ----
-  def evaluate(self, step):
+  def evaluate(self, step, final=False):
     f_tr, y_tr, f_te, y_te, results = evaluation.encode_eval_splits(self.data, self.g1)
     head, logits = evaluation.head_metrics(self.head, f_te, y_te)
     results.update(head)
@@ -220,11 +220,11 @@ class AdversarialInvertible(base.Task):
         tf.reduce_mean(cross_entropy_to_uniform(logits)))
     results['head/updates'] = float(self.head_optimizer.iterations.numpy())
     results['encoder/updates'] = float(self.encoder_optimizer.iterations.numpy())
-    if hasattr(self.g1, 'forward_log_det_jacobian'):
-      x1_te = self.data.eval_split('test')[0]
-      results['encoder/log_det_jacobian'] = float(tf.reduce_mean(
-          self.g1.forward_log_det_jacobian(tf.constant(x1_te[:1000]))))
-    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te))
+    x1_te = self.data.eval_split('test')[0]
+    results.update(evaluation.invertibility_metrics(
+        self.g1, x1_te[:evaluation.INVERTIBILITY_EXAMPLES]))
+    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te,
+                                            converged=step == 0 or final))
     return results
 
   def export_model(self):

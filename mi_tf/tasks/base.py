@@ -42,8 +42,12 @@ class Task:
     'finite' (1.0 if loss and gradients were finite and the update was applied)."""
     raise NotImplementedError
 
-  def evaluate(self, step):
-    """Returns dict name -> float (scalars) or numpy array (logged as a histogram)."""
+  def evaluate(self, step, final=False):
+    """Returns dict name -> float (scalars) or numpy array (logged as a histogram).
+
+    ``final`` is True at the run's last evaluation; tasks with a probe then (and at step 0)
+    also fit the converged probe (``evaluation.probe_metrics(..., converged=True)``).
+    """
     raise NotImplementedError
 
   def export_model(self):

@@ -125,11 +125,11 @@ class MIMaximization(base.Task):
 
     self._eval_fns = estimates
 
-  def evaluate(self, step):
-    """Probe accuracy, every registered estimator on the test split and on the first
-    ``train_estimate_examples`` training pairs (``I_NCE/test``, ``I_NWJ/train``, ...; I_EST is
-    the trained one), and optionally the Jacobian condition numbers of g1."""
-    del step
+  def evaluate(self, step, final=False):
+    """Probe accuracy (also the converged probe's at step 0 and at the end), every registered
+    estimator on the test split and on the first ``train_estimate_examples`` training pairs
+    (``I_NCE/test``, ``I_NWJ/train``, ...; I_EST is the trained one), the invertibility of an
+    invertible g1 (Sec. 3.1) and optionally the Jacobian condition numbers of g1."""
     if self._eval_fns is None:
       self._build_eval_fns()
     x2_tr = self.data.eval_split('train')[1]
@@ -145,7 +145,11 @@ class MIMaximization(base.Task):
         results[f'{estimators.get(name).metric}/{split}'] = float(value)
       results[f'I_EST/{split}'] = results[f'{self.bound.metric}/{split}']
     results['eval/encode_seconds'] = timing['eval/encode_seconds'] + time.time() - start
-    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te))
+    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te,
+                                            converged=step == 0 or final))
+    x1_te = self.data.eval_split('test')[0]
+    results.update(evaluation.invertibility_metrics(
+        self.g1, x1_te[:evaluation.INVERTIBILITY_EXAMPLES]))
     if self.condition_number_examples:
       x1_tr = self.data.eval_split('train')[0]
       start = time.time()

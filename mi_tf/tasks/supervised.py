@@ -85,11 +85,11 @@ class SupervisedBaseline(base.Task):
     accuracy = distribute.all_reduce_sum(correct) / self.global_batch_size
     return {'loss': loss, 'accuracy': accuracy, 'grad_norm': grad_norm, 'finite': finite}
 
-  def evaluate(self, step):
-    del step
+  def evaluate(self, step, final=False):
     f_tr, y_tr, f_te, y_te, results = evaluation.encode_eval_splits(self.data, self.g1)
     results.update(evaluation.head_metrics(self.head, f_te, y_te)[0])
-    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te))
+    results.update(evaluation.probe_metrics(f_tr, y_tr, f_te, y_te,
+                                            converged=step == 0 or final))
     return results
 
   def export_model(self):
