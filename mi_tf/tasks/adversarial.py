@@ -227,13 +227,7 @@ class AdversarialInvertible(base.Task):
                                             converged=step == 0 or final))
     return results
 
-  def export_model(self):
-    return self.g1, self.input_shape
-
   def metadata(self):
-    return {'task': self.name, 'adam_epsilon': self.adam_epsilon, 'dataset': self.data.dataset,
-            'encoder': base.class_name(self.encoder_cls),
-            'head_learning_rate': self.head_learning_rate,
-            'encoder_learning_rate': self.encoder_learning_rate,
-            'warmup_steps': self.warmup_steps,
-            'head_steps_per_step': self.head_steps_per_step}
+    return dict(super().metadata(), head_learning_rate=self.head_learning_rate,
+                encoder_learning_rate=self.encoder_learning_rate,
+                warmup_steps=self.warmup_steps, head_steps_per_step=self.head_steps_per_step)

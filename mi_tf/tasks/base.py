@@ -51,11 +51,25 @@ class Task:
     raise NotImplementedError
 
   def export_model(self):
-    """(keras model, input shape) of the representation to export, or None."""
-    return None
+    """(keras model, input shape) of the representation to export, or None.
+
+    By default the encoder g1 of X1 (``self.g1``, built with ``self.input_shape``) if the
+    task has one: the representation the paper probes.
+    """
+    g1 = getattr(self, 'g1', None)
+    return None if g1 is None else (g1, self.input_shape)
 
   def metadata(self):
-    return {'task': self.name}
+    """What the run's run_info.json and its export record of the task: its name, and Adam's
+    epsilon, the dataset and the encoder class where the task has them; tasks add theirs."""
+    out = {'task': self.name}
+    if hasattr(self, 'adam_epsilon'):
+      out['adam_epsilon'] = self.adam_epsilon
+    if hasattr(self, 'data'):
+      out['dataset'] = self.data.dataset
+    if hasattr(self, 'encoder_cls'):
+      out['encoder'] = class_name(self.encoder_cls)
+    return out
 
 
 def class_name(factory):

@@ -169,7 +169,5 @@ class GaussianToy(base.Task):
     return results
 
   def metadata(self):
-    return {'task': self.name, 'adam_epsilon': self.adam_epsilon,
-            'sampling': self.sampling, 'estimator': self.estimator,
-            'true_mi': self.true_mi,
-            'critic': base.class_name(self.critic_cls)}
+    return dict(super().metadata(), sampling=self.sampling, estimator=self.estimator,
+                true_mi=self.true_mi, critic=base.class_name(self.critic_cls))

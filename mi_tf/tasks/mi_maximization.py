@@ -158,12 +158,6 @@ class MIMaximization(base.Task):
       results['jacobian/seconds'] = time.time() - start
     return results
 
-  def export_model(self):
-    return self.g1, self.input_shape
-
   def metadata(self):
-    return {'task': self.name, 'adam_epsilon': self.adam_epsilon,
-            'estimator': self.estimator, 'target': self.target,
-            'dataset': self.data.dataset, 'noise_std': self.data.noise_std,
-            'encoder': base.class_name(self.encoder_cls),
-            'critic': base.class_name(self.critic_cls)}
+    return dict(super().metadata(), estimator=self.estimator, target=self.target,
+                noise_std=self.data.noise_std, critic=base.class_name(self.critic_cls))

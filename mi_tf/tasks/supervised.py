@@ -92,10 +92,5 @@ class SupervisedBaseline(base.Task):
                                             converged=step == 0 or final))
     return results
 
-  def export_model(self):
-    return self.g1, self.input_shape
-
   def metadata(self):
-    return {'task': self.name, 'adam_epsilon': self.adam_epsilon, 'dataset': self.data.dataset,
-            'encoder': base.class_name(self.encoder_cls),
-            'learning_rate': self.learning_rate}
+    return dict(super().metadata(), learning_rate=self.learning_rate)
