@@ -8,8 +8,10 @@
   python eval_probe.py --pixels --probe=fast                # same, looser tolerance (~3x faster)
 
 Loads only the SavedModel (no mi_tf model classes), extracts frozen features of the train and
-test top halves, fits min-max scaling + SAGA logistic regression (C=10, tol=0.1), prints and
-writes a JSON result. --probe=converged fits the same model to convergence instead
+test top halves, fits min-max scaling (in float32, as the authors' code: a feature whose
+training range is below float32 resolution is constant) + SAGA logistic regression (C=10,
+tol=0.1), prints and writes a JSON result; --also_fast adds the converged probe's accuracy.
+--probe=converged fits the same model to convergence instead
 (mi_tf.probe.converged_probe: full-batch L-BFGS in TensorFlow, about 30 s on 60k x 392 pixels);
 --probe=fast stops the same solver at a looser tolerance (5.7 s there, within 0.1 point;
 BENCHMARKS.md section 5).

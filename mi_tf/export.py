@@ -46,6 +46,10 @@ def export_encoder(encoder, export_dir, input_shape, metadata=None):
   with tf.io.gfile.GFile(os.path.join(tmp, METADATA_FILE), 'w') as f:
     json.dump(dict(metadata or {}, input_shape=list(input_shape)), f, indent=2)
   if tf.io.gfile.exists(export_dir):
+    # Exports of single evaluations (train.export_every_eval: export/step_<k>/) are kept.
+    for name in (n.rstrip('/') for n in tf.io.gfile.listdir(export_dir)):
+      if name.startswith('step_'):
+        tf.io.gfile.rename(os.path.join(export_dir, name), os.path.join(tmp, name))
     tf.io.gfile.rmtree(export_dir)
   tf.io.gfile.rename(tmp, export_dir)
 

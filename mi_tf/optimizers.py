@@ -36,9 +36,11 @@ class FusedAdam(keras.optimizers.Adam):
   AMSGrad form).
   """
 
-  def __init__(self, learning_rate=0.001, *args, epsilon=AUTHORS_EPSILON, **kwargs):
+  def __init__(self, *args, **kwargs):
     kwargs.setdefault('name', 'adam')  # Keras's Adam's name: the same variable paths.
-    super().__init__(learning_rate, *args, epsilon=epsilon, **kwargs)
+    if len(args) < 4:  # epsilon is Adam's 4th argument; not given positionally.
+      kwargs.setdefault('epsilon', AUTHORS_EPSILON)
+    super().__init__(*args, **kwargs)
 
   def update_step(self, gradient, variable, learning_rate):
     if self.amsgrad:

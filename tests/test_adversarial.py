@@ -1,4 +1,4 @@
-"""The adversarial invertible encoder of Sec. 3.1 (Fig. 1c, App. B; mi_tf/adversarial.py):
+"""The adversarial invertible encoder of Sec. 3.1 (Fig. 1c, App. B; mi_tf/tasks/adversarial.py):
 the warm-up and the 10:1 head/encoder schedule counted in optimizer updates, the data stream
 on resume, the direction of the encoder's objective, and a run through the training loop."""
 

@@ -42,3 +42,12 @@ def test_machine_load_lists_running_trainings_and_not_stopped_ones():
     os.kill(proc.pid, signal.SIGCONT)
     proc.kill()
     proc.wait()
+
+
+def test_the_loop_overhead_benchmark_runs_the_real_training_loop():
+  """The 'overhead' section (an empty task through train_lib.train) runs; it is in the
+  default sections of run_benchmarks.py."""
+  bench = _load_benchmarks()
+  rate = bench.empty_step_rate(10, 2)
+  rate = rate[0] if isinstance(rate, tuple) else rate
+  assert rate > 0

@@ -1,4 +1,4 @@
-"""The supervised baselines on X1 labels (mi_tf/supervised.py): a known-answer check."""
+"""The supervised baselines on X1 labels (mi_tf/tasks/supervised.py): a known-answer check."""
 
 import json
 

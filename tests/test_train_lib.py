@@ -178,3 +178,15 @@ def test_jit_compile_trains_the_same_model(tmp_path):
   assert len({plain[k] for k in losses}) > 1  # Training moved the loss.
   for key, value in plain.items():
     assert xla[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
+
+
+def test_export_every_eval_keeps_every_evaluations_export_beside_the_final_one(tmp_path):
+  model_dir = tmp_path / 'run'
+  launch.train_with_gin(str(model_dir), [GIN], TINY_BINDINGS + SPLITS + (
+      'train.export_every_eval = True',))
+  export_dir = model_dir / 'export'
+  assert (export_dir / 'saved_model.pb').is_file()
+  for step in (0, 2, 4):
+    assert (export_dir / f'step_{step}' / 'saved_model.pb').is_file(), step
+    meta = json.loads((export_dir / f'step_{step}' / 'mi_tf_metadata.json').read_text())
+    assert meta['step'] == step
