@@ -25,6 +25,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MinMaxScaler
 
 
+# scikit-learn's MinMaxScaler treats a range below 10 epsilons of the dtype as constant.
+_FLOAT32_RESOLUTION = 10 * float(np.finfo(np.float32).eps)
+
+
 def scaled_features(train_features, test_features):
   """Features checked finite and min-max scaled IN FLOAT32 with the training statistics,
   returned as float64 for the solvers.
@@ -301,7 +305,10 @@ def converged_probe(train_features, train_labels, test_features, test_labels, C=
   # sum_d ||V_d||^2 / (C N s_d^2). The optimum is the same; L-BFGS needs far fewer iterations.
   mu = x_tr.mean(axis=0)
   sd = x_tr.std(axis=0)
-  sd[sd < 1e-12] = 1.0  # Constant features: their weight is 0 at the optimum either way.
+  # Constant features, and those below float32 resolution that ``scaled_features`` left at
+  # about 0 (an SD of about 1e-9 would make their penalty 1e18 times the others' and the
+  # problem hopelessly ill-conditioned): their weight is about 0 at the optimum either way.
+  sd[sd < _FLOAT32_RESOLUTION] = 1.0
   u_tr = ((x_tr - mu) / sd).astype(dtype)
   penalty = (1.0 / (C * len(x_tr) * sd**2)).astype(dtype)[:, None]
   onehot = np.eye(num_classes, dtype=dtype)[train_labels]

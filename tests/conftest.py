@@ -29,6 +29,8 @@ TINY_BINDINGS = (
     'MIMaximization.eval_batch_size = 16',
     'MIMaximization.train_estimate_examples = 256',
     'GaussianToy.eval_batches = 4',
+    # The converged probe of step 0 and the last step: a bounded solve on these tiny splits.
+    'converged_probe.max_iterations = 100',
     # Sec. 3.1: a 2-coupling RealNVP (tests/test_realnvp.py covers the 30-coupling
     # one) and a 3-step head warm-up keep the RealNVP and adversarial files to seconds.
     'RealNVP.num_couplings = 2',

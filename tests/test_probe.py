@@ -32,3 +32,18 @@ def test_the_probe_ignores_features_below_float32_resolution():
                               np.hstack([weak, leak])[1500:], labels[1500:])
   assert base['test_accuracy'] < 0.5
   assert abs(leaked['test_accuracy'] - base['test_accuracy']) < 0.02
+
+
+def test_the_converged_probe_ignores_features_below_float32_resolution():
+  """The fast L-BFGS probe on pixel-like features with sub-resolution columns appended (an
+  invertible encoder at initialisation) equals the probe without them."""
+  rng = np.random.default_rng(2)
+  n = 1200
+  labels = rng.integers(0, 10, size=n)
+  weak = (labels[:, None] + 3.0 * rng.standard_normal((n, 6))).astype(np.float32)
+  tiny = 1e-8 * rng.standard_normal((n, 4))
+  base = probe.fit_probe(weak[:900], labels[:900], weak[900:], labels[900:], protocol='fast')
+  more = probe.fit_probe(np.hstack([weak, tiny])[:900], labels[:900],
+                         np.hstack([weak, tiny])[900:], labels[900:], protocol='fast')
+  assert base['converged'] and more['converged']
+  assert more['test_accuracy'] == base['test_accuracy'] > 0.3
