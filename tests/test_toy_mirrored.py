@@ -19,7 +19,6 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from mi_tf import train_lib
 from mi_tf import launch
 gin_file, out_dir, bindings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 results = {}

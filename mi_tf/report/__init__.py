@@ -33,7 +33,6 @@ import re
 from mi_tf import runs as runs_lib
 from mi_tf import study
 from mi_tf.report import claims
-from mi_tf.report import claims as _claims
 from mi_tf.report import figures
 from mi_tf.report import markdown
 from mi_tf.report import results
@@ -152,7 +151,7 @@ __all__ = [
 def __getattr__(name):
   """``CLAIM_TEXT``: {claim id: statement}, built when read (it follows ``mi_tf.study``)."""
   if name == 'CLAIM_TEXT':
-    return _claims.CLAIM_TEXT
+    return claims.CLAIM_TEXT
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
