@@ -20,7 +20,11 @@ setup(
         'importlib_resources',  # tfds 4.9.10 imports it without declaring it.
         'matplotlib',
     ],
-    # The test tools: the suite, the import-layer contracts (.importlinter) and the linter
-    # (ruff.toml), all run by .ci/run.
-    extras_require={'test': ['pytest', 'import-linter==2.17', 'ruff==0.17.6']},
+    # ray: the Ray executor (python -m mi_tf.reproduce run --executor=ray). test: the suite
+    # (which runs the Ray executor on a two-node local cluster, so it includes ray), the
+    # import-layer contracts (.importlinter) and the linter (ruff.toml), all run by .ci/run.
+    extras_require={
+        'ray': ['ray==2.60.0'],
+        'test': ['pytest', 'import-linter==2.17', 'ruff==0.17.6', 'ray==2.60.0'],
+    },
 )

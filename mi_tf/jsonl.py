@@ -10,6 +10,8 @@ and parses with ``parse``).
 
 import json
 
+from mi_tf import files
+
 
 def parse(text):
   """(records, intact) of a JSON-lines text: the parsed lines, skipping blank and unparsable
@@ -26,19 +28,18 @@ def parse(text):
 
 
 def read_json(path, default=None):
-  """A whole local JSON file, or ``default`` if it is missing or unparsable (a run's
-  final_metrics.json, probe_result.json, run_info.json, the runner's failures.json)."""
+  """A whole JSON file (local or any ``mi_tf.files`` path), or ``default`` if it is missing
+  or unparsable (a run's final_metrics.json, probe_result.json, run_info.json, the runner's
+  files)."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(files.read_text(path))
   except (OSError, ValueError):
     return default
 
 
 def read(path):
-  """The records of a local JSON-lines file ([] if it does not exist); see ``parse``."""
+  """The records of a JSON-lines file ([] if it does not exist); see ``parse``."""
   try:
-    with open(path) as f:
-      return parse(f.read())[0]
+    return parse(files.read_text(path))[0]
   except FileNotFoundError:
     return []

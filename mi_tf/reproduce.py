@@ -16,11 +16,17 @@ one run cannot take the others (or the runner) down and no gin state leaks betwe
 Resumable: a run is finished when its ``final_metrics.json`` (``probe_result.json`` for
 probes) exists, and is then skipped; an interrupted run is rerun with the same command, which
 resumes from its newest checkpoint (``mi_tf.train_lib``). A failed run (non-zero exit) is
-recorded with the tail of its log in ``<runs_dir>/failures.json``, reported at the end and in
-REPRODUCTION.md, and the runner goes on with the others. Runs are sequential; several runners
-(on several machines sharing runs_dir) never run the same run twice at a time (a lock file
-per run), and ``--dry_run`` prints the commands of the unfinished runs, one per line, for any
-scheduler. Each run's output goes to ``<model_dir>/runner.log``.
+recorded with the tail of its log in its ``runner_failure.json``, reported at the end and in
+REPRODUCTION.md, and the runner goes on with the others.
+
+Executors: ``--executor=local`` (the default) runs as many runs at once as this machine holds,
+each sized to its setting (CPU cores, GPU share, memory; ``--jobs N`` caps it, ``--jobs 1``
+runs them one after the other); ``--executor=ray`` submits each run as a Ray task to a local
+Ray instance or to the cluster at ``--ray_address``, retried on another node if its node dies.
+Several drivers (on several machines sharing runs_dir) never run the same run at a time: a
+lease file per run, on any file system (runs_dir may be ``gs://...``). ``--dry_run`` prints
+the commands of the unfinished runs, one per line, for any other scheduler. Each run's output
+goes to ``<model_dir>/runner.log``.
 """
 
 import argparse
@@ -30,6 +36,7 @@ import shlex
 import sys
 
 from mi_tf import executor
+from mi_tf import files
 from mi_tf import report
 from mi_tf import runs as runs_lib
 from mi_tf import study
@@ -41,6 +48,13 @@ def _parse_setting_seeds(text):
     name, _, n = item.partition('=')
     out[name.strip()] = int(n)
   return out
+
+
+def _positive_int(text):
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
+  return value
 
 
 def _add_plan_flags(p):
@@ -78,6 +92,18 @@ def main(argv=None):
                    help='print the command of every unfinished run, one per line, and exit '
                         '(run them from the repository root).')
     p.add_argument('--python', default=sys.executable, help='Python of the runs.')
+    p.add_argument('--executor', choices=('local', 'ray'), default='local',
+                   help='local: this machine, several runs at once; ray: a Ray cluster.')
+    p.add_argument('--jobs', type=_positive_int, default=None,
+                   help='local executor: at most N runs at once (default: as many as the '
+                        "machine's cores, GPUs and memory hold, by each setting's needs; "
+                        '1: one after the other).')
+    p.add_argument('--ray_address', default=None,
+                   help="ray executor: 'auto' (the cluster this machine is part of) or "
+                        'HOST:PORT (default: start a local Ray instance).')
+    p.add_argument('--max_retries', type=int, default=3,
+                   help='ray executor: retries of a run whose node died (it resumes from its '
+                        'checkpoint).')
   for p in (p_all, p_report):
     p.add_argument('--output_dir', default=str(runs_lib.REPO_DIR),
                    help='where REPRODUCTION.md, figures/ and results/ are written '
@@ -94,7 +120,7 @@ def main(argv=None):
     parser.error(str(e))
   runs = runs_lib.plan(settings, args.seeds, args.runs_dir,
                        _parse_setting_seeds(args.setting_seeds))
-  runs_dir = os.path.abspath(args.runs_dir)
+  runs_dir = files.abspath(args.runs_dir)
 
   if args.cmd in ('run', 'all'):
     if args.dry_run:
@@ -103,11 +129,22 @@ def main(argv=None):
         if runs_lib.state(run) != 'finished':
           print(runs_lib.shell_command(run, python, args.gin_bindings, args.data_dir))
       return 0
-    if pathlib.Path(runs_lib.REPO_DIR) in pathlib.Path(runs_dir).parents:
+    if files.is_local(runs_dir) and pathlib.Path(runs_lib.REPO_DIR) in pathlib.Path(
+        runs_dir).parents:
       print(f'Warning: runs_dir {runs_dir} is inside the repository; keep checkpoints and '
             'event files out of commits.', file=sys.stderr)
-    summary = executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python, args.gin_bindings,
-                               args.data_dir)
+    if args.executor == 'ray':
+      if args.jobs is not None:
+        parser.error('--jobs is for --executor=local; Ray sizes runs by their resources.')
+      from mi_tf import ray_executor  # pylint: disable=g-import-not-at-top
+      summary = ray_executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
+                                     args.gin_bindings, args.data_dir, address=args.ray_address,
+                                     max_retries=args.max_retries)
+    else:
+      if args.ray_address:
+        parser.error('--ray_address needs --executor=ray.')
+      summary = executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
+                                 args.gin_bindings, args.data_dir, jobs=args.jobs)
     rc = 1 if summary['failed'] else 0
     if args.cmd == 'run':
       return rc

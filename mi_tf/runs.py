@@ -1,34 +1,39 @@
-"""One runs directory on disk: the plan of runs, their state, commands, execution, history.
+"""One runs directory: the plan of runs, their state, commands, and the runner's records.
 
-Layout of ``runs_dir``:
+Layout of ``runs_dir`` (a local path, a shared file system, or any path ``tf.io.gfile``
+handles, such as ``gs://bucket/runs``: every file here goes through ``mi_tf.files``):
 
   <setting>/seed<k>/          one run (its model_dir): train.py's output for a training
                               setting; ``probe_result.json`` for a probe baseline
   <setting>/seed<k>/runner.log      the output of every attempt, each after a line
                               ``==== <time> <argv>``
-  <setting>/seed<k>/.runner.lock    flock-ed while a runner runs it
-  failures.json               {run key: record} of runs that failed and have not finished since
-  runner_history.jsonl        one line per attempt: key, setting, seed, start, seconds,
-                              returncode, state_before, commit
-  .runner_files.lock          serialises read-modify-write of the two files above
+  <setting>/seed<k>/runner_attempts.json   every attempt of the runner: key, setting, seed,
+                              start, seconds, returncode, state_before, commit, host, node
+  <setting>/seed<k>/runner_failure.json    the last attempt's failure (error line, log tail,
+                              command), present only while the run has failed and not
+                              finished since
+  <setting>/seed<k>/.runner.lease   held by the driver executing the run (``mi_tf.leases``)
+
+Every file of a run is written only by the driver holding the run's lease, so several drivers
+(on several machines sharing runs_dir, or a Ray driver) never write the same file, and each
+run directory describes itself. (Runs directories of older versions kept the failures and the
+history in ``runs_dir/failures.json`` and ``runs_dir/runner_history.jsonl``; both are still
+read.)
 
 A run is one subprocess, ``python train.py --gin_file=gin/<setting>.gin --model_dir=...
 --seed=k`` (or ``python eval_probe.py --pixels ... --output=.../probe_result.json``), so a
 crash or a NaN in one run cannot take the others (or the runner) down and no gin state leaks
 between runs. A run is finished when its ``final_metrics.json`` (``probe_result.json`` for
 probes) exists, and is then skipped; an interrupted run is rerun with the same command, which
-resumes from its newest checkpoint (``mi_tf.train_lib``). A failed run (non-zero exit) is
-recorded with the tail of its log in ``failures.json`` and the runner goes on with the others.
-Several runners (on several machines sharing runs_dir) never run the same run twice at a time.
+resumes from its newest checkpoint (``mi_tf.train_lib``).
 
 Also here: how the wall time of a finished run is reconstructed from its directory and the
 runner's history (``run_wall_seconds``, ``wall_seconds``), which the report quotes.
-No TensorFlow import.
+No TensorFlow import for local paths.
 """
 
 import dataclasses
 import datetime
-import fcntl
 import json
 import os
 import pathlib
@@ -38,17 +43,20 @@ import signal
 import subprocess
 import sys
 
+from mi_tf import files
 from mi_tf import jsonl
+from mi_tf import leases
 from mi_tf import study
 
 REPO_DIR = study.REPO_DIR
 PROBE_RESULT = study.PROBE_RESULT
 FINAL_METRICS = study.FINAL_METRICS
-FAILURES_FILE = 'failures.json'
-HISTORY_FILE = 'runner_history.jsonl'
+ATTEMPTS_FILE = 'runner_attempts.json'
+FAILURE_FILE = 'runner_failure.json'
 RUNNER_LOG = 'runner.log'
-LOCK_FILE = '.runner.lock'
-FINISHED_MEANWHILE = 'finished meanwhile'  # execute(): another runner finished the run.
+# Runs directories of older versions: the runner's records at the root (read, never written).
+LEGACY_FAILURES_FILE = 'failures.json'
+LEGACY_HISTORY_FILE = 'runner_history.jsonl'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +88,7 @@ def plan(settings, seeds, runs_dir, setting_seeds=None):
   for seed in range(max(counts.values(), default=0)):
     for s in settings:
       if seed < counts[s.name]:
-        runs.append(Run(s, seed, os.path.join(os.path.abspath(runs_dir), s.name,
-                                              f'seed{seed}')))
+        runs.append(Run(s, seed, files.join(files.abspath(runs_dir), s.name, f'seed{seed}')))
   return runs
 
 
@@ -117,12 +124,12 @@ def other_arguments(run, python=sys.executable, gin_bindings=(), data_dir=None):
   """
   last = None
   try:
-    with open(os.path.join(run.model_dir, RUNNER_LOG), errors='replace') as f:
-      for line in f:
-        if line.startswith('==== '):
-          last = line
+    text = files.read_text(files.join(run.model_dir, RUNNER_LOG))
   except OSError:
     return None
+  for line in text.splitlines():
+    if line.startswith('==== '):
+      last = line
   if last is None:
     return None
   try:
@@ -143,18 +150,18 @@ def shell_command(run, python='python', gin_bindings=(), data_dir=None):
 
 def checkpoint_step(model_dir):
   """Step of the newest checkpoint file in <model_dir>/checkpoints, or None."""
-  steps = [int(m.group(1)) for p in pathlib.Path(model_dir, 'checkpoints').glob('ckpt-*.index')
-           if (m := re.fullmatch(r'ckpt-(\d+)\.index', p.name))]
+  steps = [int(m.group(1)) for p in files.glob(files.join(model_dir, 'checkpoints', 'ckpt-*.index'))
+           if (m := re.fullmatch(r'ckpt-(\d+)\.index', os.path.basename(p)))]
   return max(steps) if steps else None
 
 
 def state(run):
   """'finished', 'partial' (started, not finished: resumed when run) or 'new'."""
-  d = pathlib.Path(run.model_dir)
-  if (d / run.setting.result_file).is_file():
+  d = run.model_dir
+  if files.isfile(files.join(d, run.setting.result_file)):
     return 'finished'
-  if run.setting.kind == 'train' and ((d / 'config.gin').is_file()
-                                      or (d / 'checkpoints').is_dir()):
+  if run.setting.kind == 'train' and (files.isfile(files.join(d, 'config.gin'))
+                                      or files.isdir(files.join(d, 'checkpoints'))):
     return 'partial'
   return 'new'
 
@@ -177,7 +184,7 @@ def live_process(model_dir):
 
   Reads /proc (Linux); elsewhere returns None.
   """
-  target = os.path.abspath(model_dir)
+  target = files.abspath(model_dir)
   probe_output = os.path.join(target, PROBE_RESULT)
   for proc in pathlib.Path('/proc').glob('[0-9]*'):
     try:
@@ -195,7 +202,7 @@ def live_process(model_dir):
         elif a == flag and i + 1 < len(args):
           values.append(args[i + 1])
     for v in values:
-      path = os.path.abspath(os.path.join(cwd, v))
+      path = files.abspath(v if not files.is_local(v) else os.path.join(cwd, v))
       if path in (target, probe_output):
         return int(proc.name)
   return None
@@ -208,72 +215,68 @@ def format_duration(seconds):
 
 
 
-def _write_json_atomic(path, obj):
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+def read_failures(runs_dir, runs=None):
+  """{run key: failure record} of runs whose last attempt failed and that have not finished
+  since: each run's ``runner_failure.json`` (of ``runs``, or of every run directory under
+  runs_dir), and the root ``failures.json`` of older versions."""
+  out = {}
+  legacy = jsonl.read_json(files.join(runs_dir, LEGACY_FAILURES_FILE), {}) or {}
+  out.update(legacy)
+  for path in _run_files(runs_dir, runs, FAILURE_FILE):
+    record = jsonl.read_json(path)
+    if record and 'key' in record:
+      out[record['key']] = record
+  return out
 
 
-class _RunsDirLock:
-  """Serialises read-modify-write of the shared files of runs_dir between runners."""
-
-  def __init__(self, runs_dir):
-    self.path = os.path.join(runs_dir, '.runner_files.lock')
-
-  def __enter__(self):
-    self.f = open(self.path, 'a')
-    fcntl.flock(self.f, fcntl.LOCK_EX)
-    return self
-
-  def __exit__(self, *exc):
-    fcntl.flock(self.f, fcntl.LOCK_UN)
-    self.f.close()
+def _run_files(runs_dir, runs, name):
+  if runs is not None:
+    return [p for p in (files.join(r.model_dir, name) for r in runs) if files.exists(p)]
+  return files.glob(files.join(runs_dir, '*', 'seed*', name))
 
 
-def read_failures(runs_dir):
-  """{run key: failure record} of runs that failed and have not finished since."""
-  return jsonl.read_json(os.path.join(runs_dir, FAILURES_FILE), {}) or {}
+def write_failure(run, record):
+  """Records (or, with None, clears) the run's failure; atomic. Only the lease holder calls it."""
+  path = files.join(run.model_dir, FAILURE_FILE)
+  if record is None:
+    files.remove(path)
+  else:
+    files.write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
 
 
-def update_failures(runs_dir, key, record):
-  with _RunsDirLock(runs_dir):
-    failures = read_failures(runs_dir)
-    if record is None:
-      if key not in failures:
-        return
-      failures.pop(key)
-    else:
-      failures[key] = record
-    _write_json_atomic(os.path.join(runs_dir, FAILURES_FILE), failures)
+def append_attempt(run, record):
+  """Adds one attempt to the run's ``runner_attempts.json`` (rewritten atomically: object
+  stores cannot append). Only the lease holder calls it."""
+  path = files.join(run.model_dir, ATTEMPTS_FILE)
+  attempts = jsonl.read_json(path, []) or []
+  attempts.append(record)
+  files.write_atomic(path, json.dumps(attempts, indent=1))
 
 
-def append_history(runs_dir, record):
-  with _RunsDirLock(runs_dir):
-    with open(os.path.join(runs_dir, HISTORY_FILE), 'a') as f:
-      f.write(json.dumps(record) + '\n')
-
-
-def read_history(runs_dir):
-  """Every run execution of the runner: dicts key, setting, seed, start, seconds, returncode."""
-  return jsonl.read(os.path.join(runs_dir, HISTORY_FILE))
+def read_history(runs_dir, runs=None):
+  """Every attempt of the runner, in start order: dicts key, setting, seed, start, seconds,
+  returncode, state_before, commit (and host, node)."""
+  records = list(jsonl.read(files.join(runs_dir, LEGACY_HISTORY_FILE)))
+  for path in _run_files(runs_dir, runs, ATTEMPTS_FILE):
+    records += [r for r in (jsonl.read_json(path, []) or []) if isinstance(r, dict)]
+  return sorted(records, key=lambda r: str(r.get('start', '')))
 
 
 def known_durations(runs, runs_dir):
   """setting -> seconds of one full run, from earlier executions or final_metrics.json."""
   durations = {}
-  for record in read_history(runs_dir):
+  for record in read_history(runs_dir, runs):
     if record.get('returncode') == 0 and record.get('state_before') == 'new':
       durations.setdefault(record['setting'], []).append(record['seconds'])
   timed = set(durations)
   for run in runs:
-    final = jsonl.read_json(os.path.join(run.model_dir, FINAL_METRICS))
+    final = jsonl.read_json(files.join(run.model_dir, FINAL_METRICS))
     if not final or run.setting.name in timed:
       continue
     if final.get('wall_seconds') is not None:  # All sessions.
       durations.setdefault(run.setting.name, []).append(final['wall_seconds'])
     elif 'wall_seconds_this_session' in final:
-      info = jsonl.read_json(os.path.join(run.model_dir, 'run_info.json'), {})
+      info = jsonl.read_json(files.join(run.model_dir, 'run_info.json'), {})
       if len(info.get('sessions', [])) == 1:  # A whole run in one session.
         durations.setdefault(run.setting.name, []).append(final['wall_seconds_this_session'])
   return {k: sum(v) / len(v) for k, v in durations.items()}
@@ -281,7 +284,7 @@ def known_durations(runs, runs_dir):
 
 def status_table(runs, runs_dir):
   """Rows (key, state, detail) of every planned run."""
-  failures = read_failures(runs_dir)
+  failures = read_failures(runs_dir, runs)
   rows = []
   for run in runs:
     st = state(run)
@@ -290,8 +293,11 @@ def status_table(runs, runs_dir):
       step = checkpoint_step(run.model_dir)
       detail = f'checkpoint step {step}' if step is not None else 'no checkpoint yet'
     pid = live_process(run.model_dir) if st != 'finished' else None
+    lease = leases.read(run.model_dir) if st != 'finished' else None
     if pid is not None:
       st, detail = 'running', f'process {pid}; {detail}'
+    elif lease is not None and not leases.is_stale(lease):
+      st, detail = 'running', f'driver {lease.get("owner")}; {detail}'
     if st == 'finished':
       other = other_arguments(run)
       detail = '' if other is None else f'ran with other arguments: {" ".join(other)}'

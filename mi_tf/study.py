@@ -198,6 +198,44 @@ def figure_settings():
   }
 
 
+# ------------------------------------------------------------------ what a run needs
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+  """What one run of a setting needs; the executors schedule by it.
+
+  cpus: CPU cores the run keeps busy (its TensorFlow and BLAS threads are set to this,
+    capped at the machine's cores; a run that asks for more cores than a machine has gets
+    the whole machine, alone).
+  gpu: the fraction of one GPU (runs share a GPU with memory growth on); ignored without GPUs.
+  memory_gb: resident memory of the run (the probe's splits, the model, TensorFlow).
+  """
+  cpus: int
+  gpu: float
+  memory_gb: float
+
+
+# By the cost of a training step at batch 128 on 2 CPU cores (BENCHMARKS.md): the MLP
+# settings, Sec. 4 and the probes 3-8 ms (and their evaluations mostly single-threaded
+# scikit-learn), so one core each; the ConvNet (47 ms, 88% of the float32 peak on 2 cores)
+# and the residual MLP (13 ms) scale to more cores; the RealNVP (215 ms, 28M parameters)
+# and the adversarial RealNVP (430 ms) take a whole small machine or a GPU each.
+RESOURCES = {
+    'small': Resources(cpus=1, gpu=0.25, memory_gb=2.0),
+    'medium': Resources(cpus=2, gpu=0.5, memory_gb=3.0),
+    'large': Resources(cpus=4, gpu=1.0, memory_gb=6.0),
+}
+
+
+def resource_class(name):
+  """'small', 'medium' or 'large': the resource class of a setting, from its vocabulary."""
+  if 'realnvp' in name or 'adversarial' in name:
+    return 'large'
+  if 'convnet' in name or 'resmlp' in name:
+    return 'medium'
+  return 'small'
+
+
 # ------------------------------------------------------------------ settings to run
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +256,10 @@ class Setting:
   @property
   def result_file(self):
     return PROBE_RESULT if self.kind == 'probe' else FINAL_METRICS
+
+  @property
+  def resources(self):
+    return RESOURCES[resource_class(self.name)]
 
 
 def make_setting(name, gin_dir='gin'):

@@ -14,6 +14,7 @@ import pytest
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
 from mi_tf import executor
 from mi_tf import launch
+from mi_tf import leases
 from mi_tf import metrics_log
 from mi_tf import reproduce
 from mi_tf import runs as runs_lib
@@ -73,12 +74,19 @@ def test_dry_run_prints_one_command_per_unfinished_run(tmp_path, capsys):
   assert '--noise_std=0.05' in probe and '--seed=0' in probe
 
 
-def test_failures_file_is_updated_and_cleared(tmp_path):
-  runs_lib.update_failures(str(tmp_path), 'a/seed0', {'returncode': 1})
-  runs_lib.update_failures(str(tmp_path), 'b/seed1', {'returncode': 2})
-  assert set(runs_lib.read_failures(str(tmp_path))) == {'a/seed0', 'b/seed1'}
-  runs_lib.update_failures(str(tmp_path), 'a/seed0', None)
-  assert set(runs_lib.read_failures(str(tmp_path))) == {'b/seed1'}
+def test_failures_are_recorded_per_run_and_cleared(tmp_path):
+  runs = runs_lib.plan(study.suite_settings([], ['sec4_iid,sec4_noniid']), 1, tmp_path)
+  for run in runs:
+    os.makedirs(run.model_dir)
+  runs_lib.write_failure(runs[0], {'key': runs[0].key, 'returncode': 1})
+  runs_lib.write_failure(runs[1], {'key': runs[1].key, 'returncode': 2})
+  assert set(runs_lib.read_failures(str(tmp_path))) == {r.key for r in runs}
+  runs_lib.write_failure(runs[0], None)
+  assert set(runs_lib.read_failures(str(tmp_path))) == {runs[1].key}
+  assert set(runs_lib.read_failures(str(tmp_path), runs[:1])) == set()
+  # A runs_dir of an older version: its root failures.json is still read.
+  (tmp_path / runs_lib.LEGACY_FAILURES_FILE).write_text(json.dumps({'old/seed0': {}}))
+  assert set(runs_lib.read_failures(str(tmp_path))) == {runs[1].key, 'old/seed0'}
 
 
 def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_path):
@@ -113,7 +121,7 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   (broken / 'config.gin').write_text('train.num_steps = 1\n')  # Another run's config.
 
   out = io.StringIO()
-  summary = executor.run_all(runs, runs_dir, REPO, gin_bindings=bindings, out=out)
+  summary = executor.run_all(runs, runs_dir, REPO, gin_bindings=bindings, out=out, jobs=1)
   text = out.getvalue()
 
   assert summary['skipped'] == [f'{toy}/seed0']
@@ -140,7 +148,7 @@ def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_pat
   assert failures[f'{mnist}/seed0']['tail']
   assert f'[1/4] {toy} seed0 (finished: skipped)' in text
   assert f'[2/4] {mnist} seed0 (resume' in text or f'[2/4] {mnist} seed0 (restart' in text
-  assert f'[3/4] {toy} seed1 (resume from step 2) elapsed' in text
+  assert f'[3/4] {toy} seed1 (resume from step 2) on 2 core(s); elapsed' in text
   assert 'ETA' in text and f'[2/4] {mnist} seed0 FAILED (exit status 1)' in text
   assert 'RunDirError' in text
   assert '2 completed, 1 already finished, 1 failed' in text
@@ -193,29 +201,58 @@ def _fake_python(tmp_path, body):
   return str(path)
 
 
-def test_execute_locks_the_run_and_the_child_holds_the_lock(tmp_path):
-  import fcntl  # pylint: disable=g-import-not-at-top
+def test_a_run_leased_by_another_driver_is_left_alone_and_a_stale_lease_is_broken(tmp_path):
   run = runs_lib.plan(study.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
-  lock_path = os.path.join(run.model_dir, runs_lib.LOCK_FILE)
-  # The child finds the locked file among its own open files (so that the run stays locked
-  # if the runner dies), and another open of it cannot take the lock meanwhile.
-  child = _fake_python(tmp_path, (
-      f'for f in /proc/$$/fd/*; do [ "$(readlink $f)" = "{lock_path}" ] && held=1; done\n'
-      '[ -n "$held" ] || exit 7\n'
-      f'{shlex.quote(sys.executable)} -c "import fcntl, sys; f = open(sys.argv[1], \'a\')\n'
-      'try:\n  fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n'
-      f'  sys.exit(0)\nsys.exit(8)" {shlex.quote(lock_path)}'))
-  returncode, _, _ = executor.execute(run, REPO, python=child)
-  assert returncode == 0
-  # While another runner holds the lock: busy, nothing started.
-  os.makedirs(run.model_dir, exist_ok=True)
-  with open(lock_path, 'a') as other:
-    fcntl.flock(other, fcntl.LOCK_EX)
-    assert executor.execute(run, REPO, python=child) == (None, 0.0, '')
-  # Finished by another runner between the state check and the lock: not started again.
-  (tmp_path / 'sec4_iid' / 'seed0' / run.setting.result_file).write_text('{}')
-  never = _fake_python(tmp_path, 'exit 9')
-  assert executor.execute(run, REPO, python=never) == (None, 0.0, runs_lib.FINISHED_MEANWHILE)
+  other = leases.Holder(owner='other-driver')
+  assert other.acquire(run.model_dir)
+  child = _fake_python(tmp_path, f'touch {shlex.quote(run.model_dir)}/ran; exit 0')
+  out = io.StringIO()
+  summary = executor.run_all([run], tmp_path, REPO, python=child, out=out)
+  assert summary['busy'] == [run.key]
+  assert 'another driver (other-driver) holds' in out.getvalue()
+  assert not os.path.exists(os.path.join(run.model_dir, 'ran'))
+  assert runs_lib.status_table([run], str(tmp_path))[0][1] == 'running'
+  # The other driver dies without releasing (its heartbeat stops): after the ttl the lease is
+  # stale and the run is taken over.
+  other._stop.set()  # pylint: disable=protected-access
+  record = leases.read(run.model_dir)
+  record['renewed'] -= leases.DEFAULT_TTL + 1
+  with open(os.path.join(run.model_dir, leases.LEASE_FILE), 'w') as f:
+    json.dump(record, f)
+  out = io.StringIO()
+  summary = executor.run_all([run], tmp_path, REPO, python=child, out=out)
+  assert os.path.exists(os.path.join(run.model_dir, 'ran'))
+  assert summary['failed'] == [run.key]  # Exit 0 without final_metrics.json.
+  assert 'no final_metrics.json was written' in out.getvalue()
+  assert os.path.join(run.model_dir, runs_lib.FAILURE_FILE) in out.getvalue()
+  assert leases.read(run.model_dir) is None  # Released after the attempt.
+  attempts = runs_lib.read_history(str(tmp_path))
+  assert [a['key'] for a in attempts] == [run.key] and attempts[0]['returncode'] == 0
+
+
+def test_the_child_of_a_killed_driver_is_stopped(tmp_path):
+  """A driver killed with SIGKILL (no chance to stop its children): its child gets SIGTERM
+  from the kernel (parent-death signal) instead of running on without a lease."""
+  run = runs_lib.plan(study.suite_settings([], ['sec4_iid']), 1, tmp_path)[0]
+  marker = tmp_path / 'got_sigterm'
+  child = _fake_python(tmp_path, f"trap 'touch {marker}; exit 143' TERM\n"
+                                 'echo started; while true; do sleep 0.1; done')
+  script = (f'import sys; sys.path.insert(0, {str(REPO)!r})\n'
+            'from mi_tf import executor, runs, study\n'
+            f'run = runs.plan(study.suite_settings([], ["sec4_iid"]), 1, {str(tmp_path)!r})[0]\n'
+            f'executor.run_all([run], {str(tmp_path)!r}, python={child!r})\n')
+  driver = subprocess.Popen([sys.executable, '-c', script])
+  log = os.path.join(run.model_dir, runs_lib.RUNNER_LOG)
+  deadline = time.time() + 30
+  while time.time() < deadline and not (os.path.exists(log) and 'started' in open(log).read()):
+    time.sleep(0.1)
+  assert 'started' in open(log).read()
+  driver.kill()
+  driver.wait()
+  deadline = time.time() + 10
+  while time.time() < deadline and not marker.exists():
+    time.sleep(0.1)
+  assert marker.exists()
 
 
 def test_a_finished_run_started_with_other_arguments_is_flagged(tmp_path):
@@ -238,3 +275,39 @@ def test_a_finished_run_started_with_other_arguments_is_flagged(tmp_path):
   out = io.StringIO()
   executor.run_all([run], tmp_path, REPO, gin_bindings=smoke, out=out)
   assert 'WARNING' not in out.getvalue()
+
+
+def _results(model_dir):
+  """A run's logged values that do not measure time: {(split, metric, step): value}."""
+  return {(r['split'], r['metric'], r['step']): r['value']
+          for r in metrics_log.read(str(model_dir))
+          if not any(w in r['metric'] for w in ('per_sec', 'seconds', 'time/'))}
+
+
+def test_jobs_2_runs_two_at_once_with_the_results_of_sequential_runs(tmp_path):
+  """Four tiny deterministic runs, two at a time: all finish, each alone in its model_dir
+  (one attempt each), two of them overlapped, and every logged value equals that of the same
+  seed run sequentially (jobs=1, with both cores)."""
+  settings = study.suite_settings([], ['sec4_noniid'])
+  bindings = list(TINY_BINDINGS) + ['train.deterministic = True']
+  summaries, plans = {}, {}
+  for jobs in (2, 1):
+    runs_dir = tmp_path / f'jobs{jobs}'
+    plans[jobs] = runs_lib.plan(settings, 4, runs_dir)
+    out = io.StringIO()
+    summaries[jobs] = executor.run_all(plans[jobs], runs_dir, REPO, gin_bindings=bindings,
+                                       out=out, jobs=jobs,
+                                       machine=executor.Machine(2, (), 16.0))
+    assert sorted(summaries[jobs]['completed']) == sorted(r.key for r in plans[jobs]), \
+        out.getvalue()
+  attempts = runs_lib.read_history(str(tmp_path / 'jobs2'))
+  assert sorted(a['key'] for a in attempts) == sorted(r.key for r in plans[2])
+  assert all(a['threads'] == 1 for a in attempts)
+  spans = sorted((a['start_time'], a['start_time'] + a['seconds']) for a in attempts)
+  assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))  # Overlapped.
+  for run in plans[2]:
+    log = open(os.path.join(run.model_dir, runs_lib.RUNNER_LOG)).read()
+    assert log.count('==== ') == 1
+  for parallel, sequential in zip(plans[2], plans[1]):
+    got, want = _results(parallel.model_dir), _results(sequential.model_dir)
+    assert want and got == want, parallel.key

@@ -82,22 +82,25 @@ def test_imports_go_one_way_reproduce_report_runs_study():
   study_imports = _imports(mi_tf / 'study.py')
   assert not {m for m in study_imports if m.startswith('mi_tf')}
   runs_imports = {m for m in _imports(mi_tf / 'runs.py') if m.startswith('mi_tf')}
-  assert runs_imports <= {'mi_tf', 'mi_tf.jsonl', 'mi_tf.study'}
+  assert runs_imports <= {'mi_tf', 'mi_tf.jsonl', 'mi_tf.study', 'mi_tf.files', 'mi_tf.leases'}
   for path in REPORT_DIR.glob('*.py'):
     up = {m for m in _imports(path) if 'reproduce' in m}
     assert not up, path.name
   for path in [mi_tf / 'study.py', mi_tf / 'runs.py', mi_tf / 'reproduce.py',
-               *REPORT_DIR.glob('*.py')]:
+               mi_tf / 'executor.py', mi_tf / 'ray_executor.py', mi_tf / 'leases.py',
+               mi_tf / 'files.py', *REPORT_DIR.glob('*.py')]:
     tree = ast.parse(path.read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name for n in top for a in n.names} | {n.module or '' for n in top
                                                       if isinstance(n, ast.ImportFrom)}
-    assert not {n for n in names if n.split('.')[0] in ('tensorflow', 'matplotlib')}, path
+    assert not {n for n in names if n.split('.')[0] in ('tensorflow', 'matplotlib', 'ray')}, path
 
 
 def test_the_runner_and_the_report_load_no_tensorflow():
-  code = ('import sys, mi_tf.reproduce, mi_tf.report, mi_tf.runs, mi_tf.study; '
-          'assert "tensorflow" not in sys.modules; assert "matplotlib" not in sys.modules')
+  code = ('import sys, mi_tf.reproduce, mi_tf.report, mi_tf.runs, mi_tf.study, '
+          'mi_tf.executor, mi_tf.ray_executor; '
+          'assert "tensorflow" not in sys.modules; assert "matplotlib" not in sys.modules; '
+          'assert "ray" not in sys.modules')
   subprocess.run([sys.executable, '-c', code], cwd=str(REPO), check=True)
   code = 'import sys, mi_tf.study; assert "numpy" not in sys.modules'
   subprocess.run([sys.executable, '-c', code], cwd=str(REPO), check=True)
