@@ -6,8 +6,9 @@ packing. Prints a table; NOT a timed test.
       --suite=mnist --seeds=3 --cpus=2 --concurrent_slowdown=1.2
 
 --durations: JSON {setting: seconds of one full run alone on the machine, with every core}
-(or {"settings": {setting: {"projected_full_run_seconds": s, ...}}}, what
-benchmarks/wall_split.py writes). Settings without a time are listed and left out.
+(an entry may be {"seconds": s, "source": "how it was measured"}; keys starting with "_" are
+notes), or {"settings": {setting: {"projected_full_run_seconds": s, ...}}}, what
+benchmarks/wall_split.py writes. Settings without a time are listed and left out.
 --concurrent_slowdown: how much longer a run takes with fewer threads than cores, beside others
 (measured by benchmarks/throughput.py: the mean wall per run under --jobs 2 over that under
 --jobs 1, the same runs). The plan is the runner's (``mi_tf.runs.plan``) and the packing the
@@ -29,10 +30,14 @@ from mi_tf import study  # noqa: E402
 
 
 def load_durations(path):
+  """{setting: seconds} from {setting: seconds | {"seconds": s, "source": ...}}, or from
+  benchmarks/wall_split.py's {"settings": {setting: {"projected_full_run_seconds": s}}}."""
   with open(path) as f:
     data = json.load(f)
   if 'settings' in data:
     data = {k: v.get('projected_full_run_seconds') for k, v in data['settings'].items()}
+  data = {k: (v.get('seconds') if isinstance(v, dict) else v) for k, v in data.items()
+          if not k.startswith('_')}
   return {k: float(v) for k, v in data.items() if v is not None}
 
 

@@ -5,9 +5,18 @@ returns the score matrix S: [b, B], ``S[i, j] = f(x_i, y_j)``, which the estimat
 ``mi_tf.estimators`` turn into I_NCE or I_NWJ. Sizes follow Sec. 3.2 / App. A of the paper.
 
 Plain Keras: no gin here (``mi_tf.launch`` makes the critics configurable for gin files).
+
+Under mixed precision (``train.precision = 'mixed_bfloat16'``) a critic computes in bfloat16
+and returns its scores in the variable dtype, float32 (``_scores``): the estimators' logsumexp
+and exp, the loss and every logged estimate are float32.
 """
 
 import keras
+
+
+def _scores(layer, scores):
+  """The score matrix in the layer's variable dtype (float32 under mixed precision)."""
+  return keras.ops.cast(scores, layer.dtype_policy.variable_dtype)
 
 
 class Bilinear(keras.layers.Layer):
@@ -19,7 +28,7 @@ class Bilinear(keras.layers.Layer):
                              initializer='glorot_uniform')
 
   def call(self, x, y):
-    return keras.ops.matmul(keras.ops.matmul(x, self.w), keras.ops.transpose(y))
+    return _scores(self, keras.ops.matmul(keras.ops.matmul(x, self.w), keras.ops.transpose(y)))
 
 
 class Separable(keras.layers.Layer):
@@ -37,7 +46,7 @@ class Separable(keras.layers.Layer):
                                   keras.layers.Dense(output_dim)], name='phi2')
 
   def call(self, x, y):
-    return keras.ops.matmul(self.phi1(x), keras.ops.transpose(self.phi2(y)))
+    return _scores(self, keras.ops.matmul(self.phi1(x), keras.ops.transpose(self.phi2(y))))
 
 
 class Concat(keras.layers.Layer):
@@ -65,4 +74,4 @@ class Concat(keras.layers.Layer):
   def call(self, x, y):
     hx = self.first_x(x)[:, None, :]  # [b, 1, h]
     hy = self.first_y(y)[None, :, :]  # [1, B, h]
-    return keras.ops.squeeze(self.rest(keras.ops.relu(hx + hy)), axis=-1)
+    return _scores(self, keras.ops.squeeze(self.rest(keras.ops.relu(hx + hy)), axis=-1))

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mi_tf import timing
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -276,5 +278,6 @@ class ImageHalves:
   def eval_split(self, which, noise_seed=0):
     """'train' or 'test' -> (x1, x2, labels), whole split in order."""
     split = self.probe_train_split if which == 'train' else self.test_split
-    return eval_halves(self.dataset, split, self.data_dir, self.noise_std,
-                                noise_seed, self.download)
+    with timing.EVAL_TIMINGS.timed('load_splits'):  # Decoded once per process (cached).
+      return eval_halves(self.dataset, split, self.data_dir, self.noise_std,
+                                  noise_seed, self.download)

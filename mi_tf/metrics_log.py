@@ -16,7 +16,6 @@ from mi_tf import jsonl
 
 FILENAME = 'metrics.jsonl'
 
-
 def read(model_dir_or_path):
   """All records of a metrics file (or of ``<model_dir>/metrics.jsonl``) as a list of dicts."""
   path = model_dir_or_path

@@ -19,16 +19,20 @@ import signal
 import time
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 
 from mi_tf import distribute
 from mi_tf import metrics_log
+from mi_tf import timing
 from mi_tf import run_dir as run_dir_lib
 
 _LOG = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ('stop', 'skip')
+# Keras dtype policies train() can run under (train.precision).
+PRECISIONS = ('float32', 'mixed_bfloat16')
 RunDirError = run_dir_lib.RunDirError
 
 
@@ -40,7 +44,7 @@ class NonFiniteError(FloatingPointError):
 def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
           eval_every=1000, log_every=100, checkpoint_every=1000, max_checkpoints=3,
           export_every_eval=False, distribution='default', tpu=None, deterministic=False,
-          nonfinite_policy='stop', worker_dir=None, jit_compile=False):
+          nonfinite_policy='stop', worker_dir=None, jit_compile=False, precision='float32'):
   """Trains ``task`` in ``model_dir``; resumes if ``model_dir`` holds a checkpoint.
 
   Args:
@@ -69,10 +73,35 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       with XLA (``tf.function(jit_compile=True)``); the input iterator and the inner loop stay
       outside. Opt-in (default False): it measurably speeds up some models on CPU (the RealNVP;
       see BENCHMARKS.md) and slows others; results agree to float32 rounding, not bitwise.
+    precision: the Keras global dtype policy the task's models are built under: 'float32'
+      (default) or 'mixed_bfloat16' (opt-in: layers compute in bfloat16, variables, the
+      optimizer, the loss and the gradients applied stay float32; the encoders' outputs, the
+      critics' scores, log-determinants, logits, probe features and the exported
+      representation are float32). The previous global policy is restored when train()
+      returns or raises. benchmarks/precision.py measures its speed against float32; on a
+      CPU without native bfloat16 arithmetic (AVX512_BF16, AMX) it is not faster.
 
   Returns:
     dict of the final evaluation's scalars.
   """
+  if precision not in PRECISIONS:
+    raise ValueError(f'train.precision must be one of {PRECISIONS}, got {precision!r}.')
+  # Layers take the global policy when they are created (task.build): set it for this run
+  # only, so that later runs and tests in the same process get the policy they had.
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(precision)
+  try:
+    return _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
+                  checkpoint_every, max_checkpoints, export_every_eval, distribution, tpu,
+                  deterministic, nonfinite_policy, worker_dir, jit_compile)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
+           checkpoint_every, max_checkpoints, export_every_eval, distribution, tpu,
+           deterministic, nonfinite_policy, worker_dir, jit_compile):
+  """``train`` under the run's dtype policy (same arguments, same result)."""
   _check_arguments(num_steps, batch_size, eval_every, log_every, checkpoint_every,
                    nonfinite_policy)
   strategy = distribute.make_strategy(distribution, tpu)
@@ -115,8 +144,9 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       # Every call ends on a multiple of log_every (which divides eval_every and
       # checkpoint_every), so a resumed run logs the same windows as an uninterrupted one.
       boundary = min(num_steps, (step // log_every + 1) * log_every)
-      sums, first_bad = train_loop(tf.constant(boundary - step, tf.int64))
-      new_step = int(step_var.numpy())
+      with clock.timed_steps():
+        sums, first_bad = train_loop(tf.constant(boundary - step, tf.int64))
+        new_step = int(step_var.numpy())
       if int(first_bad[0]) >= 0 and nonfinite_policy == 'stop':
         raise _nonfinite_error(first_bad, manager.latest_checkpoint)
       skipped_var.assign_add((new_step - step) - int(sums['finite']))
@@ -129,7 +159,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       log.write(step, 'train', means)
       if (step % checkpoint_every == 0 or step % eval_every == 0 or step == num_steps
           or terminate.signal is not None):
-        manager.save(checkpoint_number=step)
+        with clock.timings.timed('checkpoint'):
+          manager.save(checkpoint_number=step)
       if terminate.signal is not None:
         _LOG.warning('Received signal %d: saved a checkpoint at step %d and stopped. Rerun '
                      'the same command to resume.', terminate.signal, step)
@@ -137,8 +168,10 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
 
   if not operative_written:
     run.write_operative_config(train_writer, step)
-  run.export(task, {'step': step, 'seed': seed})
-  final_scalars = dict(scalars(final), step=step, **clock.wall_times())
+  with clock.timings.timed('export'):
+    run.export(task, {'step': step, 'seed': seed})
+  final_scalars = dict(scalars(final), step=step, **clock.wall_times(),
+                       time=clock.time_split(evaluator))
   run.write_final_metrics(final_scalars)
   _LOG.info('Finished %d steps in %s; results in %s', step,
             format_duration(final_scalars['wall_seconds_this_session']), model_dir)
@@ -253,13 +286,43 @@ class _SignalFlag(contextlib.AbstractContextManager):
 
 
 class _Progress:
-  """The training log's means, speed, wall time over sessions and the progress line."""
+  """The training log's means, speed, wall time over sessions and the progress line, and the
+  session's wall-time split (``time_split``)."""
 
   def __init__(self, num_steps, start_step, wall_before):
     self.num_steps = num_steps
     self.wall_before = wall_before
     self.run_start = time.time()
     self.last_time, self.last_step = self.run_start, start_step
+    process_start = timing.process_start_time()
+    # Process start to here: imports, gin, data check and load, model build, restore.
+    self.startup = None if process_start is None else self.run_start - process_start
+    self.timings = timing.Timings()
+    self.start_step = start_step
+    self.first_call_steps = None
+
+  @contextlib.contextmanager
+  def timed_steps(self):
+    """Times one call of the training loop; the first (it traces) is timed apart."""
+    first = 'train_first_call' not in self.timings.seconds
+    with self.timings.timed('train_first_call' if first else 'train_steps'):
+      yield
+
+  def time_split(self, evaluator):
+    """This session's wall-time split, seconds by part: startup (process start to the loop),
+    train_first_call (tracing plus the first log_every steps; train_first_call_steps),
+    train_steps (the other steps), checkpoint, export, eval (summed over evaluations, its
+    parts eval/<part>) and other (this session's rest: logs, summaries)."""
+    out = dict(self.timings.seconds)
+    if self.startup is not None:
+      out['startup'] = self.startup
+    out['train_first_call_steps'] = self.first_call_steps or 0
+    out.update(evaluator.time_split())
+    session = time.time() - self.run_start
+    out['other'] = session - sum(out.get(k, 0.0) for k in (
+        'train_first_call', 'train_steps', 'checkpoint', 'export', 'eval'))
+    out['num_steps'] = self.last_step - self.start_step
+    return out
 
   def log(self, step, sums, skipped_steps):
     """Means over the window's finite steps, plus skipped_steps, steps_per_second and
@@ -269,6 +332,8 @@ class _Progress:
     means['skipped_steps'] = skipped_steps
     now = time.time()
     means['steps_per_second'] = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    if self.first_call_steps is None:
+      self.first_call_steps = step - self.last_step
     if self.wall_before is not None:
       means['wall_seconds'] = self.wall_before + (now - self.run_start)
     eta = (self.num_steps - step) / max(means['steps_per_second'], 1e-9)
@@ -298,20 +363,41 @@ class _Evaluator:
     self.export_every_eval = export_every_eval
     self.stop_on_nonfinite = stop_on_nonfinite
     self.writer = tf.summary.create_file_writer(run.join('eval'))
+    self.timings = timing.Timings()  # Summed over this session's evaluations.
+    self.count = 0
+
+  def time_split(self):
+    """{'eval': seconds of all evaluations, 'eval/<part>': each part's, 'eval/count'}."""
+    out = {f'eval/{k}': v for k, v in self.timings.seconds.items() if k != 'total'}
+    out['eval'] = self.timings.seconds.get('total', 0.0)
+    out['eval/count'] = self.count
+    return out
 
   def __call__(self, step):
+    with self.timings.timed('total'):
+      return self._evaluate(step)
+
+  def _evaluate(self, step):
+    timing.EVAL_TIMINGS.take()  # Parts timed outside an evaluation are not its own.
     start = time.time()
     values = self.task.evaluate(step, final=step == self.num_steps)
     values['eval/seconds'] = time.time() - start
+    parts = timing.EVAL_TIMINGS.take()
+    self.timings.update(parts)
+    self.count += 1
+    for name, seconds in parts.items():
+      values[f'{timing.TIME_PREFIX}{name}_seconds'] = seconds
     for name, value in scalars(values).items():
       if not np.isfinite(value):
         if name in self.task.finite_metrics and self.stop_on_nonfinite:
           raise NonFiniteError(f'Evaluation at step {step}: {name} is {value}.')
         _LOG.warning('Evaluation at step %d: %s is %s (monitoring only).', step, name, value)
-    write_summaries(self.writer, step, values)
-    self.log.write(step, 'eval', values)
+    with self.timings.timed('write'):
+      write_summaries(self.writer, step, values)
+      self.log.write(step, 'eval', values)
     if self.export_every_eval:
-      self.run.export(self.task, {'step': step}, subdir=f'step_{step}')
+      with self.timings.timed('export'):
+        self.run.export(self.task, {'step': step}, subdir=f'step_{step}')
     _LOG.info('eval step %d: %s', step, ', '.join(
         f'{k} {v:.4f}' for k, v in sorted(scalars(values).items())))
     return values

@@ -37,9 +37,15 @@ class ChannelLayerNorm(keras.layers.Layer):
     self.bias = self.add_weight(name='bias', shape=(channels,), initializer='zeros')
 
   def call(self, x):
-    mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
-    std = keras.ops.std(x, axis=(1, 2, 3), keepdims=True)
-    return (x - mean) / (std + self.epsilon) * self.scale + self.bias
+    # Mean, std and the normalisation in at least float32 (as Keras's LayerNormalization does
+    # under mixed precision): bfloat16 sums over H*W*C = 3,584 values keep ~3 digits. The
+    # normalised values are cast back to the compute dtype for the per-channel scale and bias.
+    dtype = self.dtype_policy.variable_dtype
+    x32 = keras.ops.cast(x, dtype)
+    mean = keras.ops.mean(x32, axis=(1, 2, 3), keepdims=True)
+    std = keras.ops.std(x32, axis=(1, 2, 3), keepdims=True)
+    normalised = keras.ops.cast((x32 - mean) / (std + self.epsilon), self.compute_dtype)
+    return normalised * self.scale + self.bias
 
   def get_config(self):
     return dict(super().get_config(), epsilon=self.epsilon)
@@ -70,4 +76,7 @@ class ConvNet(keras.Model):
     self.dense = keras.layers.Dense(output_dim, name='dense')
 
   def call(self, x):
-    return self.dense(self.pool(self.norm(self.conv2(self.conv1(x)))))
+    out = self.dense(self.pool(self.norm(self.conv2(self.conv1(x)))))
+    # The representation in the variable dtype (float32 under mixed precision): critics, the
+    # probe and the export get float32 features.
+    return keras.ops.cast(out, self.dtype_policy.variable_dtype)

@@ -23,4 +23,6 @@ class MLP(keras.Model):
         + [keras.layers.Dense(output_dim)], name='net')
 
   def call(self, x):
-    return self.net(self.flatten(x))
+    # The representation in the variable dtype (float32 under mixed precision): critics, the
+    # probe and the export get float32 features.
+    return keras.ops.cast(self.net(self.flatten(x)), self.dtype_policy.variable_dtype)

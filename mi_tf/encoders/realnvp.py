@@ -31,6 +31,12 @@ Implementation notes (each measured on this stack: TF 2.21, Keras 3, TFP 0.25):
     without computing anything. Every entry point therefore feeds the chain a fresh tensor
     (``tf.identity``), and the chain itself is rebuilt on every call (cheap Python objects;
     once per trace inside ``tf.function``).
+  * Mixed precision (``train.precision = 'mixed_bfloat16'``): only the shift (and scale) MLPs
+    compute in bfloat16. The flow itself (inputs, the coupling's addition or affine map, the
+    permutations, log-determinants and outputs) stays in the variable dtype, float32: at
+    initialisation the shifts are orders of magnitude below bfloat16's resolution of x (8
+    significant bits, 2^-8 relative) and a bfloat16 sum would round them away; in float32,
+    g^-1(g(x)) is as exact as in a float32 model (tests/test_precision.py).
 """
 
 import numpy as np
@@ -87,7 +93,8 @@ class RealNVP(keras.Model):
     self.permutations = self.add_weight(
         name='permutations', shape=perms.shape, dtype='int32', trainable=False,
         initializer=lambda shape, dtype=None: tf.constant(perms, tf.int32))
-    self.flatten = keras.layers.Flatten()
+    # In the flow's dtype: a Flatten under the mixed policy would cast its input to bfloat16.
+    self.flatten = keras.layers.Flatten(dtype=self.flow_dtype)
     for k in range(self.num_couplings):
       net = keras.Sequential(
           [keras.layers.Dense(h, activation='relu', kernel_initializer=self._kernel_init(),
@@ -98,6 +105,17 @@ class RealNVP(keras.Model):
           name=f'coupling_{k:02d}')
       net.build((None, self.num_masked))
       setattr(self, f'coupling_{k:02d}', net)  # Named attribute: tracked and checkpointed.
+
+  @property
+  def input_dtype(self):
+    # Keras casts a layer's floating inputs to input_dtype (the compute dtype, bfloat16 under
+    # mixed precision): the flow's inputs stay in the variable dtype instead (module notes).
+    return self.flow_dtype
+
+  @property
+  def flow_dtype(self):
+    """dtype of the flow's data path: the variable dtype (float32 under mixed precision)."""
+    return self.dtype_policy.variable_dtype
 
   def _kernel_init(self):
     return keras.initializers.TruncatedNormal(stddev=self.kernel_stddev)
@@ -111,7 +129,9 @@ class RealNVP(keras.Model):
 
     def bijector_fn(x0, output_units, **condition_kwargs):
       del condition_kwargs
-      params = net(x0)
+      # The MLP computes in the compute dtype (bfloat16 under mixed precision); its output is
+      # cast to the flow's dtype so that x + shift, the scale and the log-det are float32.
+      params = tf.cast(net(x0), self.flow_dtype)
       if self.coupling == 'additive':
         return tfb.Shift(params)
       shift, raw = params[..., :output_units], params[..., output_units:]
@@ -131,7 +151,7 @@ class RealNVP(keras.Model):
     return tfb.Chain(bijectors, name='realnvp')
 
   def _flat(self, x):
-    x = tf.convert_to_tensor(x, self.compute_dtype)
+    x = tf.cast(tf.convert_to_tensor(x), self.flow_dtype)  # float32 inputs under bfloat16.
     if x.shape.rank != 2:
       x = self.flatten(x)
     if x.shape[-1] != self.input_dim:

@@ -9,7 +9,15 @@ truncated normal with stddev 1e-4 and biases zero, so at initialisation every re
 is ~0 and the encoder is ~the identity (log condition number of its Jacobian ~0). Nothing
 keeps it invertible during training: Sec. 3.1 measures how ill-conditioned it becomes
 (``mi_tf.conditioning``).
+
+Mixed precision (``train.precision = 'mixed_bfloat16'``): the dense branches compute in
+bfloat16, the skip path x and every sum act(W x + b) + x in the variable dtype (float32), as
+the RealNVP's additive couplings do: at initialisation each branch is about 1e-3 of a
+pixel's value or less, below bfloat16's resolution (8 significant bits, 2^-8 relative), so a
+bfloat16 sum would round it away wherever x is not ~0.
 """
+
+import tensorflow as tf
 
 from mi_tf import gin_keras
 import keras
@@ -25,11 +33,18 @@ class Residual(keras.layers.Layer):
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=kernel_stddev),
         bias_initializer='zeros', dtype=self.dtype_policy, name='dense')
 
+  @property
+  def input_dtype(self):
+    # The skip path stays in the variable dtype (float32 under mixed precision; module notes):
+    # Keras would otherwise cast x to the compute dtype, bfloat16, before call().
+    return self.dtype_policy.variable_dtype
+
   def build(self, input_shape):
     self.dense.build(input_shape)
 
   def call(self, x):
-    return self.dense(x) + x
+    # The branch is computed in the compute dtype; the sum is taken in x's (float32) dtype.
+    return tf.cast(self.dense(x), x.dtype) + x
 
 
 @gin_keras.configurable
@@ -46,16 +61,26 @@ class ResidualMLP(keras.Model):
     super().__init__(name=name, **kwargs)
     self.width = int(width)
     # Sublayers share this model's dtype policy (float64 in tests; Keras casts otherwise).
-    self.flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+    # The flattened input, the skip path, keeps the variable dtype (float32 under mixed).
+    self.flatten = keras.layers.Flatten(dtype=self.dtype_policy.variable_dtype)
     self.net = keras.Sequential(
         [Residual(self.width, activation='relu' if k < num_layers - 1 else None,
                   kernel_stddev=kernel_stddev, dtype=self.dtype_policy,
                   name=f'residual_{k}')
          for k in range(num_layers)], name='net')
 
+  @property
+  def input_dtype(self):
+    # Inputs stay in the variable dtype: the skip path of the first block (module notes).
+    return self.dtype_policy.variable_dtype
+
   def call(self, x):
     x = self.flatten(x)
     if x.shape[-1] != self.width:
       raise ValueError(f'ResidualMLP(width={self.width}) needs inputs with {self.width} '
                        f'features (the skip connections keep the width); got {x.shape[-1]}.')
-    return self.net(x)
+    # The blocks are applied one by one, not through the Sequential's own call, which would
+    # cast x to the compute dtype (bfloat16 under mixed precision) before the first block.
+    for block in self.net.layers:
+      x = block(x)
+    return x

@@ -275,7 +275,7 @@ def inventory(runs, planned):
     planned: list of (setting, seed) of the plan (may be empty).
   Returns:
     {setting: {'planned': [seeds], 'finished': [...], 'partial': {seed: last eval step},
-               'missing': [...]}}; failed runs are marked by the caller (failures.json).
+               'missing': [...]}}; failed runs are marked by the caller (runs.read_failures).
   """
   out = {}
   for setting, seed in planned:

@@ -109,7 +109,11 @@ class AdversarialInvertible(base.Task):
     self.strategy = tf.distribute.get_strategy()
     self.input_shape = self.data.input_shape
     self.g1 = self.encoder_cls(name='g1')
-    self.head = keras.layers.Dense(self.num_classes, name='head')
+    # The head in the variable dtype (float32 under mixed precision, as Keras's mixed-precision
+    # guide advises for a model's output layer): its logits, both cross-entropies and the
+    # evaluation's head metrics are float32. It is one 392 x 10 matmul per batch.
+    self.head = keras.layers.Dense(self.num_classes, name='head',
+                                   dtype=self.g1.dtype_policy.variable_dtype)
     self.head(self.g1(tf.zeros((2,) + tuple(self.input_shape))))
     self.head_optimizer = optimizers.FusedAdam(self.head_learning_rate,
                                                epsilon=self.adam_epsilon)

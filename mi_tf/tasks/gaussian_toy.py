@@ -158,7 +158,9 @@ class GaussianToy(base.Task):
     if self._eval_fn is None:
       self._build_eval_fn()
     start = time.time()
-    per_batch = {estimators.get(name).metric: v.numpy() for name, v in self._eval_fn().items()}
+    with evaluation.timed('estimators'):
+      per_batch = {estimators.get(name).metric: v.numpy()
+                   for name, v in self._eval_fn().items()}
     results = {f'{metric}/eval': float(np.mean(v)) for metric, v in per_batch.items()}
     results.update({f'{metric}/eval_sd': float(np.std(v)) for metric, v in per_batch.items()})
     key = self.bound.metric

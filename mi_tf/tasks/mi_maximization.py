@@ -140,7 +140,9 @@ class MIMaximization(base.Task):
     n_est = min(len(x2_tr), self.train_estimate_examples)
     for split, z1, x2 in (('test', f_te, x2_te), ('train', f_tr[:n_est], x2_tr[:n_est])):
       z2 = evaluation.encode(self.g2, x2)
-      values = self._eval_fns(tf.constant(z1), tf.constant(z2))
+      with evaluation.timed('estimators'):
+        values = {k: float(v) for k, v in self._eval_fns(tf.constant(z1),
+                                                          tf.constant(z2)).items()}
       for name, value in values.items():
         results[f'{estimators.get(name).metric}/{split}'] = float(value)
       results[f'I_EST/{split}'] = results[f'{self.bound.metric}/{split}']
@@ -153,8 +155,9 @@ class MIMaximization(base.Task):
     if self.condition_number_examples:
       x1_tr = self.data.eval_split('train')[0]
       start = time.time()
-      results.update(conditioning.log_condition_summary(
-          self.g1, tf.constant(x1_tr[:self.condition_number_examples])))
+      with evaluation.timed('jacobian'):
+        results.update(conditioning.log_condition_summary(
+            self.g1, tf.constant(x1_tr[:self.condition_number_examples])))
       results['jacobian/seconds'] = time.time() - start
     return results
 
