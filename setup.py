@@ -21,10 +21,12 @@ setup(
         'matplotlib',
     ],
     # ray: the Ray executor (python -m mi_tf.reproduce run --executor=ray). test: the suite
-    # (which runs the Ray executor on a two-node local cluster, so it includes ray), the
+    # (which runs the Ray executor on a two-node local cluster, so it includes ray; xdist runs
+    # it on both cores: python -m pytest -n 2), the
     # import-layer contracts (.importlinter) and the linter (ruff.toml), all run by .ci/run.
     extras_require={
         'ray': ['ray==2.60.0'],
-        'test': ['pytest', 'import-linter==2.17', 'ruff==0.17.6', 'ray==2.60.0'],
+        'test': ['pytest', 'pytest-xdist==3.8.0', 'import-linter==2.17', 'ruff==0.17.6',
+                 'ray==2.60.0'],
     },
 )
