@@ -62,20 +62,6 @@ def cpu_flags():
   return sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma')))
 
 
-def matmul_peak(dtype, n, repeats):
-  """GFLOP/s of an n x n @ n x n matmul in ``dtype`` (median over repeats), and the times."""
-  a = tf.cast(tf.random.normal((n, n)), dtype)
-  b = tf.cast(tf.random.normal((n, n)), dtype)
-  fn = tf.function(lambda a, b: tf.matmul(a, b)[0, 0])  # A scalar out: no 64 MB copy.
-  fn(a, b).numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn(a, b).numpy()
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / run_benchmarks.median(times) / 1e9, times
-
-
 def _build(gin_file, policy, batch_size):
   """(task, train loop) of a gin file built under ``policy``, as train_lib.train builds it."""
   launch.parse_gin([os.path.join(REPO, 'gin', gin_file)], BINDINGS)
@@ -150,7 +136,7 @@ def main(argv=None):
          'keras': keras.__version__, 'batch_size': args.batch_size, 'peak': {}, 'train': []}
   start = time.time()
   for dtype in (tf.float32, tf.bfloat16):
-    gflops, times = matmul_peak(dtype, args.matmul_n, args.matmul_repeats)
+    gflops, times = run_benchmarks.matmul_peak(args.matmul_n, args.matmul_repeats, dtype)
     out['peak'][dtype.name] = {'gflops': gflops, 'seconds': times, 'n': args.matmul_n}
     print(f'peak {dtype.name}: {gflops:.1f} GFLOP/s', flush=True)
   for label, gin_file in chosen:

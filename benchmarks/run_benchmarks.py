@@ -95,10 +95,11 @@ def table(title, header, rows):
 
 
 # ---------------------------------------------------------------- peak
-def matmul_peak(n, repeats):
-  """float32 GFLOP/s of an n x n @ n x n matmul (2 n^3 flops), median over repeats."""
-  a = tf.random.normal((n, n))
-  b = tf.random.normal((n, n))
+def matmul_peak(n, repeats, dtype=tf.float32):
+  """GFLOP/s of an n x n @ n x n matmul in ``dtype`` (2 n^3 flops), median over repeats, and
+  the times."""
+  a = tf.cast(tf.random.normal((n, n)), dtype)
+  b = tf.cast(tf.random.normal((n, n)), dtype)
   fn = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
   fn(a, b).numpy()
   times = []

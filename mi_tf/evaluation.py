@@ -109,13 +109,15 @@ def _invertibility_batch(encoder, batch):
   return tf.reduce_max(tf.abs(back - flat)), encoder.forward_log_det_jacobian(batch)
 
 
-def invertibility_metrics(encoder, x, batch_size=250):
+def invertibility_metrics(encoder, x, batch_size=250, graph=None):
   """Measures that an invertible encoder is one (Sec. 3.1: then I(g1(X1); X2) = I(X1; X2)).
 
   Args:
     encoder: a model with ``forward``, ``inverse`` (on flattened inputs) and
       ``forward_log_det_jacobian`` (``mi_tf.encoders.RealNVP``); others give {}.
     x: inputs [N, ...] (a fixed set: the same at every evaluation).
+    graph: run each batch in one tf.function (True) or eagerly (False, the reference the
+      graph path is tested against); None: the graph for additive couplings only.
   Returns:
     {'invertibility/max_reconstruction_error': max over x and coordinates of
      |g^-1(g(x)) - x|, 'invertibility/mean_log_det_jacobian': mean of log |det dg/dx|
@@ -124,7 +126,9 @@ def invertibility_metrics(encoder, x, batch_size=250):
   if not all(hasattr(encoder, a) for a in ('forward', 'inverse', 'forward_log_det_jacobian')):
     return {}
   with timed('invertibility'):
-    if getattr(encoder, 'coupling', None) == 'additive':
+    if graph is None:
+      graph = getattr(encoder, 'coupling', None) == 'additive'
+    if graph:
       fn = _INVERTIBILITY_FNS.get(encoder)
       if fn is None:
         fn = tf.function(functools.partial(_invertibility_batch, encoder),

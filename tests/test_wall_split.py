@@ -1,11 +1,11 @@
 """The wall-time split a run records (final_metrics.json 'time', metrics.jsonl time/...) and the
 evaluation cost cuts: each cut path gives exactly the values of the path it replaced."""
 
+import functools
 import json
 import math
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -25,17 +25,8 @@ BINDINGS = TINY_BINDINGS + ('MIMaximization.condition_number_examples = 8',
                             'RealNVP.hidden_units = (64, 64)', 'RealNVP.kernel_stddev = 0.05')
 
 
-def _eager_invertibility_metrics(encoder, x, batch_size=250):
-  """The evaluation's invertibility metrics as computed before the cut (eager, per batch)."""
-  error, log_dets = 0.0, []
-  for i in range(0, len(x), batch_size):
-    batch = tf.constant(x[i:i + batch_size])
-    flat = tf.reshape(batch, [tf.shape(batch)[0], -1])
-    back = encoder.inverse(encoder.forward(batch))
-    error = max(error, float(tf.reduce_max(tf.abs(back - flat))))
-    log_dets.append(encoder.forward_log_det_jacobian(batch).numpy())
-  return {'invertibility/max_reconstruction_error': error,
-          'invertibility/mean_log_det_jacobian': float(np.mean(np.concatenate(log_dets)))}
+# The evaluation's invertibility metrics as computed before the cut (eager, per batch).
+_eager_invertibility_metrics = functools.partial(evaluation.invertibility_metrics, graph=False)
 
 
 def _values(model_dir):
