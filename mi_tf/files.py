@@ -91,7 +91,7 @@ def read_bytes_from(path, offset):
     with _gfile().GFile(path, 'rb') as f:
       f.seek(offset)
       return f.read()
-  except (OSError, FileNotFoundError):
+  except OSError:
     return b''
   except Exception as e:  # tf.errors.NotFoundError, without importing TensorFlow here.
     if type(e).__name__ == 'NotFoundError':
