@@ -8,11 +8,13 @@ OUT=${1:-benchmarks/results.json}; shift || true
 resume() {
   pkill -CONT -f 'train.py --gin_file' || true
   pkill -CONT -f 'eval_probe.py --pixels' || true
+  pkill -CONT -f 'mi_tf.scripts.(train|probe)' || true
   [ -n "${EXTRA_PIDS:-}" ] && kill -CONT $EXTRA_PIDS 2>/dev/null || true
 }
 trap resume EXIT INT TERM
 pkill -STOP -f 'train.py --gin_file' || true
 pkill -STOP -f 'eval_probe.py --pixels' || true
+pkill -STOP -f 'mi_tf.scripts.(train|probe)' || true
 [ -n "${EXTRA_PIDS:-}" ] && kill -STOP $EXTRA_PIDS 2>/dev/null || true
 sleep 2
 uptime

@@ -2,13 +2,16 @@
 """Projects the wall time of a study on a machine: measured per-run times, the executor's own
 packing. Prints a table; NOT a timed test.
 
-  python benchmarks/project_study.py --durations=benchmarks/wall_split_after.json \
-      --suite=mnist --seeds=3 --cpus=2 --concurrent_slowdown=1.2
+  python benchmarks/project_study.py --suite=mnist --seeds=3 --cpus=2 \
+      --concurrent_slowdown=1.22
+  python benchmarks/project_study.py --durations=benchmarks/wall_split_after.json ...
 
 --durations: JSON {setting: seconds of one full run alone on the machine, with every core}
 (an entry may be {"seconds": s, "source": "how it was measured"}; keys starting with "_" are
 notes), or {"settings": {setting: {"projected_full_run_seconds": s, ...}}}, what
-benchmarks/wall_split.py writes. Settings without a time are listed and left out.
+benchmarks/wall_split.py writes. Default: the package's measured table,
+mi_tf/study_durations.json (the runner's ETA reads it too: ``mi_tf.runs.measured_durations``).
+Settings without a time are listed and left out.
 --concurrent_slowdown: how much longer a run takes with fewer threads than cores, beside others
 (measured by benchmarks/throughput.py: the mean wall per run under --jobs 2 over that under
 --jobs 1, the same runs). The plan is the runner's (``mi_tf.runs.plan``) and the packing the
@@ -75,14 +78,16 @@ def simulate(runs, durations, machine, jobs=None, slowdown=1.0):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--durations', required=True)
+  parser.add_argument('--durations', default=None,
+                      help='JSON of per-setting seconds (default: mi_tf/study_durations.json).')
   parser.add_argument('--suite', default='mnist')
   parser.add_argument('--seeds', type=int, default=3)
   parser.add_argument('--cpus', type=int, default=2)
   parser.add_argument('--memory_gb', type=float, default=24.0)
   parser.add_argument('--concurrent_slowdown', type=float, default=1.0)
   args = parser.parse_args(argv)
-  durations = load_durations(args.durations)
+  durations = (load_durations(args.durations) if args.durations
+               else runs_lib.measured_durations())
   runs = runs_lib.plan(study.suite_settings([args.suite]), args.seeds, '/nonexistent')
   missing = sorted({r.setting.name for r in runs if r.setting.name not in durations})
   timed = [r for r in runs if r.setting.name in durations]

@@ -407,7 +407,8 @@ def machine_load():
         state = f.read().rsplit(')', 1)[1].split()[0]
     except OSError:  # The process ended while we looked.
       continue
-    if state != 'T' and ('train.py --gin_file' in cmd or 'eval_probe.py' in cmd):
+    if state != 'T' and any(p in cmd for p in ('train.py --gin_file', 'eval_probe.py',
+                                                 'mi_tf.scripts.train', 'mi_tf.scripts.probe')):
       busy.append({'pid': int(pid), 'command': cmd[:200]})
   return {'time': time.strftime('%Y-%m-%d %H:%M:%S'),
           'load_average': [round(x, 2) for x in os.getloadavg()],

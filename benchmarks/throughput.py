@@ -54,7 +54,8 @@ def _load():
       cmd = (proc / 'cmdline').read_bytes().decode('utf-8', 'replace').split('\0')
     except OSError:
       continue
-    if any(a.endswith(('train.py', 'eval_probe.py')) for a in cmd[:2]):
+    if (any(a.endswith(('train.py', 'eval_probe.py')) for a in cmd[:2])
+        or any(a in ('mi_tf.scripts.train', 'mi_tf.scripts.probe') for a in cmd[:3])):
       others.append(int(proc.name))
   return {'loadavg': os.getloadavg(), 'trainings_running': len(others)}
 

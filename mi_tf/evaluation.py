@@ -7,9 +7,12 @@ none of them knows which task or training loop calls it.
 """
 
 import functools
+import inspect
+import logging
 import time
 import weakref
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -23,6 +26,8 @@ from mi_tf import timing
 # training loop records (metrics.jsonl ``time/<part>_seconds``, final_metrics.json 'time').
 # Parts: load_splits, encode, estimators, probe, probe_fast, head, invertibility, jacobian.
 timed = timing.EVAL_TIMINGS.timed
+
+_LOG = logging.getLogger(__name__)
 
 
 # Not an attribute of the model: Keras would track it and SavedModel export would trace it.
@@ -192,50 +197,123 @@ def batched_features(encode, x, batch_size=1000):
                          for i in range(0, len(x), batch_size)])
 
 
-def probe_saved_model(saved_model=None, dataset='mnist', data_dir=None, noise_std=0.0,
+def _probe_parameters(protocol):
+  """{'C', 'tol', 'max_iter', 'solver'} that ``probe.fit_probe(protocol=...)`` fits with: the
+  probe functions' defaults (``probe.py``: C=10, tol=0.1, max_iter=100 for the paper's SAGA;
+  gradient tolerance 1e-6, or ``probe.FAST_TOLERANCE`` for 'fast', and 3000 L-BFGS iterations
+  for the converged probe), with any gin bindings of them in this process applied."""
+  if protocol not in probe_lib.PROTOCOLS:
+    raise ValueError(f'Unknown probe protocol {protocol!r}; choose one of '
+                     f'{probe_lib.PROTOCOLS}.')
+  fn = probe_lib.linear_probe if protocol == 'paper' else probe_lib.converged_probe
+  values = {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+  values.update(gin.get_bindings(fn))
+  if protocol == 'paper':
+    return {'C': float(values['C']), 'tol': float(values['tol']),
+            'max_iter': int(values['max_iter']), 'solver': 'saga'}
+  tol = probe_lib.FAST_TOLERANCE if protocol == 'fast' else values['tolerance']
+  return {'C': float(values['C']), 'tol': float(tol),
+          'max_iter': int(values['max_iterations']), 'solver': f'lbfgs_{values["solver"]}'}
+
+
+def _from_metadata(name, given, metadata, default):
+  """(value, source) of a probe setting: the caller's ``given`` ('flag'; a WARNING if the
+  export's metadata says otherwise), else the metadata's ('metadata'), else ``default``."""
+  stored = metadata.get(name)
+  if given is None:
+    return (stored, 'metadata') if stored is not None else (default, 'default')
+  if stored is not None and stored != given:
+    _LOG.warning('%s=%r given, but the export was trained with %s=%r (its %s): probing '
+                 'with the given %r.', name, given, name, stored, export_lib.METADATA_FILE,
+                 given)
+  return given, 'flag'
+
+
+def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=None,
                       train_split='train', test_split='test', seed=0, batch_size=1000,
                       probe='paper', also_fast=False):
   """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
 
+  dataset, noise_std: the halves to probe on. None (the default): what the export's metadata
+    (``export.load_metadata``: the dataset and coupled noise the run trained with) says, else
+    'mnist' and 0.0 (pixels, or an export without metadata). A value given that differs from
+    the metadata's is used, with a WARNING (logger ``mi_tf.evaluation``) naming both.
   probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol), 'converged'
     (``mi_tf.probe.converged_probe``: the same objective, L-BFGS to convergence) or 'fast'
     (the same, stopped at ``probe.FAST_TOLERANCE``).
   also_fast: also fit the 'fast' converged probe on the same features and add its result as
-    fast_test_accuracy, fast_train_accuracy, fast_converged, fast_probe_seconds (the second
-    protocol of the claim checks).
+    fast_test_accuracy, fast_train_accuracy, fast_converged, fast_probe_seconds, fast_tol (the
+    second protocol of the claim checks).
+
+  Progress goes to logger ``mi_tf.evaluation`` at INFO (splits, encoding, fit, total time).
 
   Returns:
-    dict: train_accuracy, test_accuracy, feature_dim, train_size, test_size, seconds (total),
-    probe_seconds, source, dataset, noise_std (and probe, when not 'paper').
+    dict (probe_result.json): train_accuracy, test_accuracy, feature_dim, train_size,
+    test_size, seconds (total), probe_seconds, n_iter, source (the SavedModel or 'pixels'),
+    dataset, noise_std, dataset_source and noise_std_source ('flag', 'metadata' or
+    'default'), protocol, C, tol, max_iter, solver, seed (SAGA's random_state), train_split,
+    test_split, data_dir (when given); for a SavedModel export_step, export_seed (None if
+    its metadata lacks them) and export_metadata (the metadata dict, {} if none); probe (when
+    not 'paper', as before 'protocol' existed).
 
   Raises:
     export.ExportError: not a SavedModel, or its input shape does not match the halves.
+    ValueError: an unknown probe protocol.
   """
   start = time.time()
+  params = _probe_parameters(probe)
+  metadata, encode = {}, None
+  if saved_model is not None:
+    encode, input_shape = export_lib.load_encoder(saved_model)
+    metadata = export_lib.load_metadata(saved_model)
+  dataset, dataset_source = _from_metadata('dataset', dataset, metadata, 'mnist')
+  noise_std, noise_source = _from_metadata(
+      'noise_std', None if noise_std is None else float(noise_std), metadata, 0.0)
+  noise_std = float(noise_std)
+  _LOG.info('Loading the %s and %s halves of %s (noise_std %g, from the %s).', train_split,
+            test_split, dataset, noise_std, noise_source)
   x1_tr, _, y_tr = data_lib.eval_halves(dataset, train_split, data_dir, noise_std)
   x1_te, _, y_te = data_lib.eval_halves(dataset, test_split, data_dir, noise_std)
-  if saved_model is None:
+  if encode is None:
     f_tr, f_te = x1_tr.reshape(len(x1_tr), -1), x1_te.reshape(len(x1_te), -1)
   else:
-    encode, input_shape = export_lib.load_encoder(saved_model)
     if tuple(input_shape) != tuple(x1_tr.shape[1:]):
       raise export_lib.ExportError(
           f'SavedModel {saved_model} expects inputs of shape {list(input_shape)}, but the '
           f'halves of {dataset!r} have shape {list(x1_tr.shape[1:])}. Was it trained on '
           'another dataset? Pass the matching --dataset.')
+    _LOG.info('Encoding %d examples with %s.', len(x1_tr) + len(x1_te), saved_model)
     f_tr = batched_features(encode, x1_tr, batch_size)
     f_te = batched_features(encode, x1_te, batch_size)
+  _LOG.info('Fitting the %s probe (%s, C=%g, tol=%g, max_iter=%d) on %d x %d features.',
+            probe, params['solver'], params['C'], params['tol'], params['max_iter'],
+            f_tr.shape[0], f_tr.shape[1])
   result = probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol=probe, seed=seed)
   extra = {} if probe == 'paper' else {'probe': probe}  # Paper results keep their keys.
   if also_fast:
+    if probe != 'fast':
+      _LOG.info("Fitting the 'fast' converged probe too.")
     fast = (result if probe == 'fast' else
             probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol='fast'))
     extra.update(fast_test_accuracy=fast['test_accuracy'],
                  fast_train_accuracy=fast['train_accuracy'],
-                 fast_converged=bool(fast['converged']), fast_probe_seconds=fast['seconds'])
+                 fast_converged=bool(fast['converged']), fast_probe_seconds=fast['seconds'],
+                 fast_tol=_probe_parameters('fast')['tol'])
+  if data_dir is not None:
+    extra['data_dir'] = data_dir
+  if saved_model is not None:
+    extra.update(export_step=metadata.get('step'), export_seed=metadata.get('seed'),
+                 export_metadata=metadata)
+  seconds = time.time() - start
+  _LOG.info('Done in %.1f s: test accuracy %.2f%% (train %.2f%%).', seconds,
+            100 * result['test_accuracy'], 100 * result['train_accuracy'])
   return {
       **extra, 'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
+      'dataset_source': dataset_source, 'noise_std_source': noise_source,
+      'protocol': probe, **params, 'seed': seed, 'train_split': train_split,
+      'test_split': test_split,
       'train_accuracy': result['train_accuracy'], 'test_accuracy': result['test_accuracy'],
       'feature_dim': result['feature_dim'], 'train_size': int(len(y_tr)),
       'test_size': int(len(y_te)), 'probe_seconds': result['seconds'],
-      'n_iter': result['n_iter'], 'seconds': time.time() - start}
+      'n_iter': result['n_iter'], 'seconds': seconds}

@@ -321,22 +321,42 @@ class Signals:
       signal.signal(sig, handler)
 
 
-def eta_seconds(remaining, durations, cpus_of, machine_cpus):
-  """(seconds, runs not yet timed): the measured duration of each remaining run's setting
-  times the share of the machine it takes, as if the machine stays full, and at least the
-  longest remaining run."""
-  known = [(durations[r.setting.name], cpus_of(r)) for r in remaining
-           if r.setting.name in durations]
-  unknown = len(remaining) - len(known)
+def eta_seconds(remaining, durations, cpus_of, machine_cpus, measured=None):
+  """(seconds, runs not yet timed, runs timed by the measured table) of the remaining runs.
+
+  Each run takes its setting's duration from ``durations`` (this runs directory's history,
+  ``runs.known_durations``, updated as runs finish), else from ``measured`` (the measured
+  table, ``runs.measured_durations()`` when None; {} for none); a setting in neither is not
+  yet timed. The ETA is those durations times the share of the machine each run takes, as if
+  the machine stays full, and at least the longest remaining run.
+  """
+  if measured is None:
+    measured = runs_lib.measured_durations()
+  known, from_table, unknown = [], 0, 0
+  for r in remaining:
+    name = r.setting.name
+    if name in durations:
+      known.append((durations[name], cpus_of(r)))
+    elif name in measured:
+      known.append((measured[name], cpus_of(r)))
+      from_table += 1
+    else:
+      unknown += 1
   if not known:
-    return 0.0, unknown
+    return 0.0, unknown, 0
   work = sum(d * min(c, machine_cpus) for d, c in known) / machine_cpus
-  return max(work, max(d for d, _ in known)), unknown
+  return max(work, max(d for d, _ in known)), unknown, from_table
 
 
-def format_eta(seconds, unknown):
-  return runs_lib.format_duration(seconds) + (
-      f' + {unknown} run(s) not yet timed' if unknown else '')
+def format_eta(seconds, unknown, from_table=0):
+  """'1:23:00', '1:23:00 (3 runs from measured times) + 1 run(s) not yet timed', or
+  'unknown (3 run(s) not yet timed)' when no remaining run is timed."""
+  if unknown and not seconds and not from_table:
+    return f'unknown ({unknown} run(s) not yet timed)'
+  text = runs_lib.format_duration(seconds)
+  if from_table:
+    text += f' ({from_table} run{"s" if from_table != 1 else ""} from measured times)'
+  return text + (f' + {unknown} run(s) not yet timed' if unknown else '')
 
 
 def _skip_line(run, prefix, python, gin_bindings, data_dir):
@@ -382,7 +402,9 @@ def run_all(runs, runs_dir, repo_dir=runs_lib.REPO_DIR, python=sys.executable, g
   Runs start in plan order; a run that does not fit beside the running ones lets later,
   smaller runs start, but not more than twice (then it waits for its room). One progress
   line per run when it starts (``[k/N] setting seed<k> (state) on <share>, elapsed, ETA``)
-  and when it ends. On SIGINT/SIGTERM the running children are stopped with SIGTERM (they
+  and when it ends. The ETA times each setting by this runs_dir's finished runs, else (without
+  gin_bindings) by the measured table ``runs.measured_durations``, and says how many runs
+  it took from that table. On SIGINT/SIGTERM the running children are stopped with SIGTERM (they
   checkpoint) and SystemExit(130) is raised: rerunning the same command continues.
 
   Args:
@@ -397,7 +419,10 @@ def run_all(runs, runs_dir, repo_dir=runs_lib.REPO_DIR, python=sys.executable, g
   machine = machine or detect_machine()
   sched = Scheduler(machine, jobs)
   summary = {'skipped': [], 'completed': [], 'failed': [], 'busy': []}
-  durations = runs_lib.known_durations(runs, runs_dir)  # setting -> seconds of one run.
+  # setting -> seconds of one run: this runs_dir's history, else the measured table (of
+  # full-length runs: not used when gin_bindings change the runs, e.g. their num_steps).
+  durations = runs_lib.known_durations(runs, runs_dir)
+  measured = {} if gin_bindings else runs_lib.measured_durations()
   commit = runs_lib.git_info(repo_dir)
   holder = leases.Holder(ttl=lease_ttl)
   begin = time.time()
@@ -490,7 +515,8 @@ def run_all(runs, runs_dir, repo_dir=runs_lib.REPO_DIR, python=sys.executable, g
       share = f'{allocation.threads} core(s)' + (
           f', GPU {allocation.gpu}' if allocation.gpu is not None else '')
       eta = eta_seconds(pending + [r for r, _, _ in running.values()] + [run], durations,
-                        lambda r: sched.threads(r.setting.resources), machine.cpus)
+                        lambda r: sched.threads(r.setting.resources), machine.cpus,
+                        measured)
       print(f'{prefix} ({state_phrase(run, before)}) on {share}; elapsed '
             f'{runs_lib.format_duration(time.time() - begin)}, ETA {format_eta(*eta)}',
             file=out, flush=True)

@@ -2,7 +2,8 @@
 
 The SavedModel has one serving signature, ``serving_default``, taking ``x1``: float32
 [batch, H/2, W, C] (the top half, pixels in [0, 1]) and returning ``{'representation':
-[batch, D]}``. ``eval_probe.py`` uses only this.
+[batch, D]}``. ``eval_probe.py`` uses only this, and the metadata beside it
+(``mi_tf_metadata.json``, ``load_metadata``) for its defaults.
 """
 
 import json
@@ -84,3 +85,29 @@ def load_encoder(export_dir):
 
   encode._loaded = loaded  # Keeps the variables alive.
   return encode, input_shape
+
+
+def load_metadata(export_dir):
+  """The metadata ``export_encoder`` stored with a SavedModel (``mi_tf_metadata.json``).
+
+  A training run's export records its task's ``metadata()`` (task, dataset, noise_std,
+  encoder, estimator, critic, ...), the step and seed, and input_shape.
+
+  Returns:
+    dict: the stored metadata; {} if the SavedModel has none (one written by other code, or
+    by a version of this package before the file existed).
+  Raises:
+    ExportError: if the file exists but is not a JSON object.
+  """
+  path = os.path.join(export_dir, METADATA_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read()
+  try:
+    metadata = json.loads(text)
+  except ValueError as e:
+    raise ExportError(f'{path} is not valid JSON ({e}).') from e
+  if not isinstance(metadata, dict):
+    raise ExportError(f'{path} holds a JSON {type(metadata).__name__}, not an object.')
+  return metadata

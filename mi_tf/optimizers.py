@@ -17,10 +17,20 @@ only ``update_step`` replaced by that kernel, so:
   replica's variable), and the kernel has an XLA lowering (``train.jit_compile``).
 
 Not a hand-written optimizer: the arithmetic is TensorFlow's kernel; this class only calls it.
+
+It reads three private attributes of Keras's Adam (Keras 3.15): the slot lists ``_momentums``
+and ``_velocities`` and ``_get_variable_index``. ``build`` checks once that they are there and
+behave as this class expects (one slot per variable, of its shape, found by an integer index);
+if a Keras release changed them, one WARNING says so and every update is Keras's own
+``Adam.update_step`` (the same formula, the unfused ops).
 """
+
+import logging
 
 import keras
 import tensorflow as tf
+
+_LOG = logging.getLogger(__name__)
 
 # Adam's epsilon in the authors' code: TF1's tf.train.AdamOptimizer default (Keras's is 1e-7).
 # It matters where gradients are tiny: at initialisation the RealNVP shift networks' gradients
@@ -33,7 +43,8 @@ class FusedAdam(keras.optimizers.Adam):
 
   Same constructor arguments as Keras's Adam, but epsilon defaults to the authors' 1e-8
   (``AUTHORS_EPSILON``). AMSGrad falls back to Keras's own update (the fused kernel has no
-  AMSGrad form).
+  AMSGrad form), and so does every update if ``build`` finds Keras's private slot attributes
+  changed (``fused`` is then False; True once built with them intact).
   """
 
   def __init__(self, *args, **kwargs):
@@ -41,9 +52,41 @@ class FusedAdam(keras.optimizers.Adam):
     if len(args) < 4:  # epsilon is Adam's 4th argument; not given positionally.
       kwargs.setdefault('epsilon', AUTHORS_EPSILON)
     super().__init__(*args, **kwargs)
+    self.fused = None  # Decided by build (a Python bool: no graph op, no checkpoint entry).
+
+  def build(self, var_list):
+    super().build(var_list)
+    if self.fused is None:
+      problem = self._private_attributes_problem(var_list)
+      if problem is not None:
+        _LOG.warning("Keras %s changed Adam's private attributes FusedAdam relies on (%s); "
+                     "falling back to Keras's own Adam update (same formula, slower).",
+                     keras.__version__, problem)
+      self.fused = problem is None
+
+  def _private_attributes_problem(self, var_list):
+    """None if ``_momentums``, ``_velocities`` and ``_get_variable_index`` are as Keras 3.15
+    has them (each variable's integer index picks its momentum and velocity, Keras variables
+    of its shape), else what differs. Python only; run once, at build."""
+    try:
+      slots = (self._momentums, self._velocities)
+      for name, slot in zip(('_momentums', '_velocities'), slots):
+        if len(slot) != len(var_list):
+          return f'{name} holds {len(slot)} variables for {len(var_list)}'
+      for variable in var_list:
+        index = self._get_variable_index(variable)
+        if not isinstance(index, int) or isinstance(index, bool):
+          return f'_get_variable_index returned a {type(index).__name__}, not an int'
+        for slot in slots:
+          if not isinstance(slot[index], keras.Variable) or (
+              tuple(slot[index].shape) != tuple(variable.shape)):
+            return f'slot {index} is not a variable of shape {tuple(variable.shape)}'
+    except (AttributeError, KeyError, IndexError, TypeError) as e:
+      return f'{type(e).__name__}: {e}'
+    return None
 
   def update_step(self, gradient, variable, learning_rate):
-    if self.amsgrad:
+    if self.amsgrad or self.fused is False:
       return super().update_step(gradient, variable, learning_rate)
     dtype = variable.dtype
     local_step = tf.cast(self.iterations + 1, dtype)

@@ -34,10 +34,11 @@ from mi_tf import runs as runs_lib
 def _attempt(run, repo_dir, python, gin_bindings, data_dir, env, threads, gpu_share, commit):
   """The body of one Ray task: one attempt of ``run`` on this node."""
   import ray  # pylint: disable=g-import-not-at-top
-  # The driver's paths where this node has them; else this task's own: a job submitted with
-  # a runtime_env working_dir (ray job submit --working-dir .) runs in its copy of the
-  # repository, with this node's interpreter.
-  if not os.path.isfile(os.path.join(str(repo_dir), 'train.py')):
+  # The child (python -m mi_tf.scripts.*) needs no checkout: it runs in the driver's directory
+  # where this node has it, else in this task's own (a job submitted with a runtime_env
+  # working_dir, ray job submit --working-dir ., runs in its copy), with this node's
+  # interpreter.
+  if not os.path.isdir(str(repo_dir)):
     repo_dir = os.getcwd()
   if not os.path.exists(python):
     python = sys.executable
@@ -160,7 +161,9 @@ def run_all(runs, runs_dir, repo_dir=runs_lib.REPO_DIR, python=sys.executable, g
           remaining = [r for r, _ in refs.values()]
           eta = executor.eta_seconds(remaining, durations,
                                      lambda r: r.setting.resources.cpus,
-                                     max(1, int(cluster.get('CPU', 1))))
+                                     max(1, int(cluster.get('CPU', 1))),
+                                     # The measured table times full-length runs only.
+                                     measured={} if gin_bindings else None)
           print(f'    {len(remaining)} run(s) left; elapsed '
                 f'{runs_lib.format_duration(time.time() - begin)}, ETA '
                 f'{executor.format_eta(*eta)}', file=out, flush=True)

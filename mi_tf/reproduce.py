@@ -9,8 +9,9 @@
 A suite is a list of settings: each experiment gin file of gin/ (its stem names the setting)
 and the probe-only baselines (the linear probe on raw X1 pixels, with and without the 0.05
 noise of Sec. 3.1). Run k of a setting lives in ``<runs_dir>/<setting>/seed<k>`` and is one
-subprocess, ``python train.py --gin_file=gin/<setting>.gin --model_dir=... --seed=k`` (or
-``python eval_probe.py --pixels ... --output=.../probe_result.json``), so a crash or a NaN in
+subprocess, ``python -m mi_tf.scripts.train --gin_file=gin/<setting>.gin --model_dir=...
+--seed=k`` (or ``python -m mi_tf.scripts.probe --pixels ... --output=.../probe_result.json``),
+so a crash or a NaN in
 one run cannot take the others (or the runner) down and no gin state leaks between runs.
 
 Resumable: a run is finished when its ``final_metrics.json`` (``probe_result.json`` for
@@ -37,8 +38,10 @@ import sys
 
 from mi_tf import executor
 from mi_tf import files
+from mi_tf import gin_files
 from mi_tf import report
 from mi_tf import runs as runs_lib
+from mi_tf import tf_quiet
 from mi_tf import study
 
 
@@ -73,7 +76,16 @@ def _add_plan_flags(p):
                  help='root of the run directories (keep it outside the repository).')
 
 
+def _default_output_dir():
+  """The repository root in a checkout (where REPRODUCTION.md lives), else the current
+  directory."""
+  return str(gin_files.checkout_dir() or os.getcwd())
+
+
 def main(argv=None):
+  # The report's figures import TensorFlow (for their TensorBoard images): quietly, as the
+  # training programs do; the runs get TF_CPP_MIN_LOG_LEVEL through the environment.
+  tf_quiet.quiet_tensorflow_start()
   parser = argparse.ArgumentParser(prog='python -m mi_tf.reproduce', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest='cmd', required=True)
@@ -90,7 +102,7 @@ def main(argv=None):
     p.add_argument('--data_dir', default=None, help='TFDS data directory for every run.')
     p.add_argument('--dry_run', action='store_true',
                    help='print the command of every unfinished run, one per line, and exit '
-                        '(run them from the repository root).')
+                        '(each runs from any directory).')
     p.add_argument('--python', default=sys.executable, help='Python of the runs.')
     p.add_argument('--executor', choices=('local', 'ray'), default='local',
                    help='local: this machine, several runs at once; ray: a Ray cluster.')
@@ -105,9 +117,10 @@ def main(argv=None):
                    help='ray executor: retries of a run whose node died (it resumes from its '
                         'checkpoint).')
   for p in (p_all, p_report):
-    p.add_argument('--output_dir', default=str(runs_lib.REPO_DIR),
+    p.add_argument('--output_dir', default=_default_output_dir(),
                    help='where REPRODUCTION.md, figures/ and results/ are written '
-                        '(default: the repository root).')
+                        '(default: the repository root in a checkout, else the current '
+                        'directory).')
     p.add_argument('--tensorboard_dir', default=None,
                    help='TensorBoard dir of the figures (default: <runs_dir>/report_tb; '
                         '"none" to skip).')
@@ -129,7 +142,8 @@ def main(argv=None):
         if runs_lib.state(run) != 'finished':
           print(runs_lib.shell_command(run, python, args.gin_bindings, args.data_dir))
       return 0
-    if files.is_local(runs_dir) and pathlib.Path(runs_lib.REPO_DIR) in pathlib.Path(
+    checkout = gin_files.checkout_dir()
+    if files.is_local(runs_dir) and checkout is not None and checkout in pathlib.Path(
         runs_dir).parents:
       print(f'Warning: runs_dir {runs_dir} is inside the repository; keep checkpoints and '
             'event files out of commits.', file=sys.stderr)

@@ -17,18 +17,22 @@ Every path goes through tf.io.gfile, so model_dir may be a gs:// bucket.
 
 import datetime
 import difflib
+import importlib
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
 
 import gin
-import numpy as np
 import tensorflow as tf
 
 from mi_tf import export as export_lib
+from mi_tf import files
+from mi_tf import provenance
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,16 +48,31 @@ class RunDirError(ValueError):
   """The model_dir holds a different run; nothing in it was changed."""
 
 
+# The packages that decide a run's numbers: run_info.json's key -> (distribution, module).
+_VERSIONED = {'tensorflow': ('tensorflow', 'tensorflow'), 'keras': ('keras', 'keras'),
+              'tensorflow_probability': ('tensorflow-probability', 'tensorflow_probability'),
+              'tensorflow_datasets': ('tensorflow-datasets', 'tensorflow_datasets'),
+              'gin': ('gin-config', 'gin'), 'scikit-learn': ('scikit-learn', 'sklearn'),
+              'numpy': ('numpy', 'numpy'), 'tensorboard': ('tensorboard', 'tensorboard')}
+
+
 def versions():
-  """Versions of the packages that decide a run's numbers."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import sklearn  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
-  return {'python': sys.version.split()[0], 'tensorflow': tf.__version__,
-          'keras': keras.__version__, 'tensorflow_probability': tfp.__version__,
-          'tensorflow_datasets': tfds.__version__, 'gin': getattr(gin, '__version__', '?'),
-          'scikit-learn': sklearn.__version__, 'numpy': np.__version__}
+  """Versions of the packages that decide a run's numbers: {'python', 'tensorflow', ...}.
+
+  Read from the installed distribution's metadata (gin has no ``__version__``), else from the
+  module's ``__version__`` (a package imported from a source tree), else '?'. The TensorFlow
+  distribution may be installed as tensorflow-cpu, tf-nightly...: then tf.__version__.
+  """
+  out = {'python': sys.version.split()[0]}
+  for key, (distribution, module) in _VERSIONED.items():
+    try:
+      out[key] = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+      try:
+        out[key] = getattr(importlib.import_module(module), '__version__', '?')
+      except ImportError:
+        out[key] = '?'
+  return out
 
 
 def checkpoint_candidates(directory, latest=None):
@@ -118,6 +137,22 @@ def wall_seconds_before(records, start_step):
   return None
 
 
+_NUM_STEPS_LINE = re.compile(r'^train\.num_steps\s*=.*$', re.MULTILINE)
+
+
+def _without_num_steps(config_str):
+  """A gin config string without its ``train.num_steps`` binding (the one change a run can
+  take: it continues to another length)."""
+  return _NUM_STEPS_LINE.sub('', config_str)
+
+
+def _checkpoint_step(prefix):
+  try:
+    return int(prefix.rsplit('-', 1)[1])
+  except ValueError:
+    return 0
+
+
 class RunDir:
   """The files of one run, as written by one process.
 
@@ -140,72 +175,140 @@ class RunDir:
   def join(self, *names):
     return os.path.join(self.path, *names)
 
-  def start(self, config_str):
-    """Creates the directory; on the chief, refuses a model_dir of another gin config and
-    writes config.gin for a new run. Returns whether the run is resumed."""
-    resuming = self._check_config(config_str) if self.chief else False
-    tf.io.gfile.makedirs(self.path)
-    if self.chief and not resuming:
-      with tf.io.gfile.GFile(self.join(CONFIG_FILE), 'w') as f:
-        f.write(config_str)
-    return resuming
+  def start(self, config_str, num_steps=None):
+    """Creates the directory; on the chief, checks a model_dir that holds a run, and writes
+    config.gin for a new or continued run.
 
-  def _check_config(self, config_str):
+    A model_dir of another gin config is refused (``RunDirError``, nothing changed), except
+    for ``train.num_steps``: a run stopped or finished at step s continues to any
+    ``num_steps >= s`` (its config.gin is rewritten with the new value, and the
+    final_metrics.json of a finished run is kept as ``final_metrics.step_<s>.json``). A run
+    that already finished ``num_steps`` steps is left untouched.
+
+    Returns:
+      'new', 'resumed' (same config), 'continued' (another num_steps) or 'finished' (nothing
+      to do; nothing was written).
+    """
+    state = self._check_config(config_str, num_steps)
+    if state == 'finished':
+      return state
+    tf.io.gfile.makedirs(self.path)
+    if self.chief and state in ('new', 'continued'):
+      if state == 'continued':
+        self._set_aside_final_metrics()
+      files.write_atomic(self.join(CONFIG_FILE), config_str)
+    return state
+
+  def finished_metrics(self):
+    """final_metrics.json of the model_dir (read by every worker), or None."""
+    path = os.path.join(self.model_dir, FINAL_METRICS_FILE)
+    if not tf.io.gfile.exists(path):
+      return None
+    try:
+      with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+    except ValueError:  # Torn: the run did not finish writing it.
+      return None
+
+  def _set_aside_final_metrics(self):
+    final = self.finished_metrics()
+    if final is not None:
+      path = self.join(f'final_metrics.step_{final.get("step", "unknown")}.json')
+      tf.io.gfile.rename(self.join(FINAL_METRICS_FILE), path, overwrite=True)
+
+  def _check_config(self, config_str, num_steps):
     path = os.path.join(self.model_dir, CONFIG_FILE)
     if not tf.io.gfile.exists(path):
-      return False
+      return 'new'
     with tf.io.gfile.GFile(path) as f:
       old = f.read()
-    if old != config_str:
-      diff = '\n'.join(difflib.unified_diff(old.splitlines(), config_str.splitlines(),
-                                            'in model_dir', 'this command', lineterm='', n=0))
-      raise RunDirError(
-          f'{self.model_dir} holds a run started with a different gin config, so it cannot be '
-          f'resumed with this one (nothing was changed). Use a new --model_dir to start fresh, '
-          f'or rerun with the original config. Difference:\n{diff}')
-    return True
+    final = self.finished_metrics()
+    if old == config_str:
+      return 'finished' if final is not None and final.get('step') == num_steps else 'resumed'
+    if _without_num_steps(old) == _without_num_steps(config_str) and num_steps is not None:
+      reached = max([final.get('step', 0) if final else 0]
+                    + [_checkpoint_step(p) for p in checkpoint_candidates(
+                        os.path.join(self.model_dir, CHECKPOINTS))])
+      if num_steps < reached:
+        raise RunDirError(
+            f'{self.model_dir} holds a run that reached step {reached}; it cannot continue to '
+            f'train.num_steps = {num_steps} (nothing was changed). Give train.num_steps >= '
+            f'{reached}, or use a new --model_dir.')
+      if self.chief:
+        _LOG.info('Continuing the run in %s from step %d to train.num_steps = %d.',
+                  self.model_dir, reached, num_steps)
+      return 'continued'
+    diff = '\n'.join(difflib.unified_diff(old.splitlines(), config_str.splitlines(),
+                                          'in model_dir', 'this command', lineterm='', n=0))
+    raise RunDirError(
+        f'{self.model_dir} holds a run started with a different gin config, so it cannot be '
+        f'resumed with this one (nothing was changed). Use a new --model_dir to start fresh, '
+        f'or rerun with the original config (only train.num_steps may change: a run '
+        f'continues to more steps). Difference:\n{diff}')
 
   def checkpoint_manager(self, checkpoint, max_to_keep):
     return tf.train.CheckpointManager(checkpoint, self.join(CHECKPOINTS),
                                       max_to_keep=max_to_keep)
 
-  def write_run_info(self, seed, strategy, start_step, task):
-    """Adds this session to run_info.json (seed and versions are those of the first)."""
+  def read_run_info(self):
+    """run_info.json as a dict ({} if absent)."""
     path = self.join(RUN_INFO_FILE)
-    info = {}
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        info = json.load(f)
+    if not tf.io.gfile.exists(path):
+      return {}
+    with tf.io.gfile.GFile(path) as f:
+      return json.load(f)
+
+  def write_run_info(self, seed, strategy, start_step, task):
+    """Adds this session to run_info.json (replaced atomically) and returns the new contents.
+
+    Top level: seed and versions (``versions()``) of the first session, the task's metadata.
+    Each session: start_time, start_step, command (sys.argv), host, strategy, num_replicas and
+    code (``provenance.code_version()``: commit, dirty, source, package_version).
+    """
+    info = self.read_run_info()
     session = {'start_time': datetime.datetime.now().isoformat(timespec='seconds'),
                'start_step': start_step, 'command': sys.argv, 'host': socket.gethostname(),
                'strategy': type(strategy).__name__,
-               'num_replicas': strategy.num_replicas_in_sync}
+               'num_replicas': strategy.num_replicas_in_sync,
+               'code': provenance.code_version()}
     info.setdefault('seed', seed)
     info.setdefault('versions', versions())
     info['task'] = task.metadata()
     info.setdefault('sessions', []).append(session)
-    with tf.io.gfile.GFile(path, 'w') as f:
-      json.dump(info, f, indent=2)
+    files.write_atomic(self.join(RUN_INFO_FILE), json.dumps(info, indent=2))
+    return info
 
   def write_operative_config(self, writer, step):
     """gin's operative config lists only configurables already called: write it after a
-    step. Also logged as a TensorBoard text summary (gin/operative_config)."""
+    step (replaced atomically). Also logged as a TensorBoard text summary
+    (gin/operative_config)."""
     text = gin.operative_config_str()
-    with tf.io.gfile.GFile(self.join(OPERATIVE_CONFIG_FILE), 'w') as f:
-      f.write(text)
+    files.write_atomic(self.join(OPERATIVE_CONFIG_FILE), text)
     with writer.as_default(step=step):
       tf.summary.text('gin/operative_config', gin.markdown(text))
     writer.flush()
 
   def export(self, task, metadata, subdir=None):
-    """Exports the task's representation (if it has one) to export/ (or export/<subdir>/)."""
+    """Exports the task's representation (if it has one) to export/ (or export/<subdir>/).
+
+    Its mi_tf_metadata.json: the task's metadata (task, dataset, noise_std, encoder, ...; the
+    task's data gives dataset and noise_std where the metadata lacks them), the run's seed,
+    ``code`` (``provenance.code_version()``: commit, dirty, ...) and ``metadata`` (the step).
+    """
     exported = task.export_model()
     if exported is None or not self.chief:
       return
     model, input_shape = exported
     path = self.join(EXPORT, subdir) if subdir else self.join(EXPORT)
-    export_lib.export_encoder(model, path, input_shape, metadata=dict(task.metadata(),
-                                                                      **metadata))
+    out = dict(task.metadata())
+    data = getattr(task, 'data', None)
+    for name in ('dataset', 'noise_std'):
+      if name not in out and hasattr(data, name):
+        out[name] = getattr(data, name)
+    if 'seed' in (info := self.read_run_info()):
+      out['seed'] = info['seed']
+    out.update(code=provenance.code_version(), **metadata)
+    export_lib.export_encoder(model, path, input_shape, metadata=out)
 
   def write_final_metrics(self, values):
     with tf.io.gfile.GFile(self.join(FINAL_METRICS_FILE), 'w') as f:

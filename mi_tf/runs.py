@@ -3,7 +3,7 @@
 Layout of ``runs_dir`` (a local path, a shared file system, or any path ``tf.io.gfile``
 handles, such as ``gs://bucket/runs``: every file here goes through ``mi_tf.files``):
 
-  <setting>/seed<k>/          one run (its model_dir): train.py's output for a training
+  <setting>/seed<k>/          one run (its model_dir): the training's output for a
                               setting; ``probe_result.json`` for a probe baseline
   <setting>/seed<k>/runner.log      the output of every attempt, each after a line
                               ``==== <time> <argv>``
@@ -20,8 +20,9 @@ run directory describes itself. (Runs directories of older versions kept the fai
 history in ``runs_dir/failures.json`` and ``runs_dir/runner_history.jsonl``; both are still
 read.)
 
-A run is one subprocess, ``python train.py --gin_file=gin/<setting>.gin --model_dir=...
---seed=k`` (or ``python eval_probe.py --pixels ... --output=.../probe_result.json``), so a
+A run is one subprocess, ``python -m mi_tf.scripts.train --gin_file=gin/<setting>.gin
+--model_dir=... --seed=k`` (or ``python -m mi_tf.scripts.probe --pixels ...
+--output=.../probe_result.json``), which needs no checkout, so a
 crash or a NaN in one run cannot take the others (or the runner) down and no gin state leaks
 between runs. A run is finished when its ``final_metrics.json`` (``probe_result.json`` for
 probes) exists, and is then skipped; an interrupted run is rerun with the same command, which
@@ -34,6 +35,7 @@ No TensorFlow import for local paths.
 
 import dataclasses
 import datetime
+import importlib.resources
 import json
 import os
 import pathlib
@@ -92,16 +94,22 @@ def plan(settings, seeds, runs_dir, setting_seeds=None):
   return runs
 
 
+TRAIN_MODULE = 'mi_tf.scripts.train'  # What a training run executes: python -m TRAIN_MODULE.
+PROBE_MODULE = 'mi_tf.scripts.probe'  # What a probe run executes.
+
+
 def command(run, python=sys.executable, gin_bindings=(), data_dir=None):
-  """argv of the single run (to be run from the repository root)."""
+  """argv of the single run: ``python -m mi_tf.scripts.train ...`` (``... .probe`` for a
+  probe run). It needs no checkout and runs from any directory: the gin files are names that
+  ``gin_files.resolve`` finds in the package."""
   s = run.setting
   if s.kind == 'probe':
-    cmd = [python, 'eval_probe.py', *s.probe_args, f'--seed={run.seed}',
+    cmd = [python, '-m', PROBE_MODULE, *s.probe_args, f'--seed={run.seed}',
            f'--output={os.path.join(run.model_dir, PROBE_RESULT)}']
     if data_dir:
       cmd.append(f'--data_dir={data_dir}')
     return cmd
-  cmd = [python, 'train.py'] + [f'--gin_file={f}' for f in s.gin_files]
+  cmd = [python, '-m', TRAIN_MODULE] + [f'--gin_file={f}' for f in s.gin_files]
   cmd += [f'--model_dir={run.model_dir}', f'--seed={run.seed}']
   cmd += [f'--gin_bindings={b}' for b in tuple(gin_bindings) + tuple(s.bindings)]
   if data_dir:
@@ -110,9 +118,12 @@ def command(run, python=sys.executable, gin_bindings=(), data_dir=None):
 
 
 def _result_arguments(argv):
-  """The arguments of a run's argv that decide its result: all but the interpreter and
-  --data_dir (where the same data is read from)."""
-  return [a for a in argv[1:] if not a.startswith('--data_dir=')]
+  """The arguments of a run's argv that decide its result: from the first ``--`` argument
+  on (so the interpreter and the program, ``train.py`` of older runners or ``-m
+  mi_tf.scripts.train``, do not count), all but --data_dir (where the same data is read
+  from)."""
+  first = next((i for i, a in enumerate(argv) if a.startswith('--')), len(argv))
+  return [a for a in argv[first:] if not a.startswith('--data_dir=')]
 
 
 def other_arguments(run, python=sys.executable, gin_bindings=(), data_dir=None):
@@ -280,6 +291,26 @@ def known_durations(runs, runs_dir):
       if len(info.get('sessions', [])) == 1:  # A whole run in one session.
         durations.setdefault(run.setting.name, []).append(final['wall_seconds_this_session'])
   return {k: sum(v) / len(v) for k, v in durations.items()}
+
+
+# Package data (in the wheel through setup.py's package_data): {setting: {'seconds', 'source'}}
+# and a '_note' naming the machine and the day they were measured on.
+MEASURED_DURATIONS_FILE = 'study_durations.json'
+
+
+def measured_durations(with_sources=False):
+  """setting -> seconds of one full run alone, as measured on the machine that
+  ``mi_tf/study_durations.json``'s note names (a 2-core CPU VM): the runner's ETA for
+  settings no run of this runs directory has timed yet (``known_durations`` comes first).
+
+  Args:
+    with_sources: return {setting: {'seconds': s, 'source': how it was measured}} instead.
+  """
+  text = importlib.resources.files('mi_tf').joinpath(MEASURED_DURATIONS_FILE).read_text()
+  table = {k: v for k, v in json.loads(text).items() if not k.startswith('_')}
+  if with_sources:
+    return table
+  return {k: float(v['seconds']) for k, v in table.items()}
 
 
 def status_table(runs, runs_dir):

@@ -24,6 +24,10 @@ No TensorFlow and no numpy: the runner and the report import this without them.
 import dataclasses
 import pathlib
 
+from mi_tf import gin_files
+
+# The folder above the package: the repository root in a checkout (in an installed package,
+# site-packages; nothing needs it to be a checkout: gin files are found by gin_files).
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
 PROBE_RESULT = 'probe_result.json'   # What a finished probe run leaves in its directory.
 FINAL_METRICS = 'final_metrics.json'  # What a finished training run leaves.
@@ -277,8 +281,8 @@ def suite_settings(suites=(), names=()):
       raise ValueError(f'Unknown suite {suite!r}; choose from {sorted(SUITES)}.')
     out += SUITES[suite]
   out += [n for item in names for n in item.split(',') if n]
-  unknown = [n for n in out if n not in PROBE_BASELINES
-             and not (REPO_DIR / 'gin' / f'{n}.gin').is_file()]
+  gin_dir = gin_files.gin_dir()
+  unknown = [n for n in out if n not in PROBE_BASELINES and not (gin_dir / f'{n}.gin').is_file()]
   if unknown:
     raise ValueError(f'Unknown setting(s) {unknown}: not a gin/<name>.gin file nor one of '
                      f'{sorted(PROBE_BASELINES)}.')

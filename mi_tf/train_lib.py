@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from mi_tf import distribute
+from mi_tf import hparams
 from mi_tf import metrics_log
 from mi_tf import timing
 from mi_tf import run_dir as run_dir_lib
@@ -54,8 +55,8 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
     batch_size: GLOBAL batch size, split over replicas (paper: 128).
     seed: seeds Python, NumPy, TF and Keras initialisers, the data order and noise.
     eval_every: evaluation period in steps; evaluations at 0, eval_every, ... and num_steps.
-    log_every: period of training summaries, metrics and progress lines; divides eval_every
-      and checkpoint_every.
+    log_every: period of training summaries, metrics and progress lines (a window also ends
+      at every evaluation and checkpoint step, so that a resumed run logs the same windows).
     checkpoint_every: checkpoint period (also at every evaluation, on SIGTERM and at the end).
     max_checkpoints: checkpoints kept.
     export_every_eval: also export g1 to export/step_<k>/ at every evaluation.
@@ -80,6 +81,9 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       representation are float32). The previous global policy is restored when train()
       returns or raises. benchmarks/precision.py measures its speed against float32; on a
       CPU without native bfloat16 arithmetic (AVX512_BF16, AMX) it is not faster.
+
+  Rerunning a finished run returns its final_metrics.json and changes nothing; a stopped or
+  finished run continues to a larger ``num_steps`` (``mi_tf.run_dir.RunDir.start``).
 
   Returns:
     dict of the final evaluation's scalars.
@@ -112,7 +116,13 @@ def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
   task.check_inputs()
   run = run_dir_lib.RunDir(model_dir, distribute.is_chief(strategy), worker_dir,
                            distribute.task_info(strategy))
-  run.start(gin.config_str())
+  state = run.start(gin.config_str(), num_steps)
+  if state == 'finished':
+    final = run.finished_metrics()
+    _LOG.info('%s holds a finished run of %d steps (final_metrics.json): nothing to do, '
+              'nothing was changed. Raise train.num_steps to continue it, or use a new '
+              '--model_dir.', model_dir, num_steps)
+    return final
   tf.keras.utils.set_random_seed(seed)
   if deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -130,9 +140,10 @@ def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
   train_loop = _make_train_loop(strategy, task, iterator, step_var, jit_compile,
                                 stop_on_nonfinite=nonfinite_policy == 'stop')
   train_writer = tf.summary.create_file_writer(run.join('train'))
+  hparams.write_session_start(run, train_writer, task, seed, num_steps, batch_size)
   evaluator = _Evaluator(task, run, log, export_every_eval, nonfinite_policy == 'stop',
                          num_steps)
-  clock = _Progress(num_steps, start_step, wall_before)
+  clock = _Progress(num_steps, start_step, wall_before, eval_every, evaluator)
 
   step, final, operative_written = start_step, {}, False
   with _SignalFlag(signal.SIGTERM) as terminate:
@@ -141,9 +152,10 @@ def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
         final = evaluator(step)
       if step >= num_steps:
         break
-      # Every call ends on a multiple of log_every (which divides eval_every and
-      # checkpoint_every), so a resumed run logs the same windows as an uninterrupted one.
-      boundary = min(num_steps, (step // log_every + 1) * log_every)
+      # Every call ends at the next multiple of log_every, eval_every or checkpoint_every (or
+      # at num_steps): a run resumes from a checkpoint at such a step, so a resumed run logs
+      # the same windows as an uninterrupted one.
+      boundary = next_boundary(step, num_steps, log_every, eval_every, checkpoint_every)
       with clock.timed_steps():
         sums, first_bad = train_loop(tf.constant(boundary - step, tf.int64))
         new_step = int(step_var.numpy())
@@ -189,10 +201,21 @@ def _check_arguments(num_steps, batch_size, eval_every, log_every, checkpoint_ev
                       ('checkpoint_every', checkpoint_every)):
     if not isinstance(value, int) or value < (0 if name == 'num_steps' else 1):
       raise ValueError(f'train.{name} must be a positive integer, got {value!r}.')
-  if eval_every % log_every or checkpoint_every % log_every:
-    raise ValueError(f'train.log_every ({log_every}) must divide train.eval_every '
-                     f'({eval_every}) and train.checkpoint_every ({checkpoint_every}), so '
-                     'that resumed runs log the same windows.')
+
+
+def next_boundary(step, num_steps, *periods):
+  """The first step after ``step`` that is a multiple of one of ``periods``, or num_steps."""
+  return min([num_steps] + [(step // p + 1) * p for p in periods])
+
+
+def remaining_evaluations(step, num_steps, eval_every):
+  """Evaluations still to run when the loop is at ``step`` (the one AT step is pending): at
+  the multiples of eval_every in [step, num_steps], and at num_steps."""
+  if step > num_steps:
+    return 0
+  count = num_steps // eval_every - (step - 1) // eval_every if step > 0 else (
+      num_steps // eval_every + 1)
+  return count + (1 if num_steps % eval_every else 0)
 
 
 def _build_and_restore(strategy, task, run, batch_size, seed, max_checkpoints):
@@ -287,13 +310,21 @@ class _SignalFlag(contextlib.AbstractContextManager):
 
 class _Progress:
   """The training log's means, speed, wall time over sessions and the progress line, and the
-  session's wall-time split (``time_split``)."""
+  session's wall-time split (``time_split``).
 
-  def __init__(self, num_steps, start_step, wall_before):
+  steps/s counts only the time spent in training steps (not evaluations, checkpoints or
+  summaries); the ETA is the remaining steps at that speed plus the remaining evaluations at
+  this session's mean evaluation time.
+  """
+
+  def __init__(self, num_steps, start_step, wall_before, eval_every, evaluator):
     self.num_steps = num_steps
+    self.eval_every = eval_every
+    self.evaluator = evaluator
     self.wall_before = wall_before
     self.run_start = time.time()
-    self.last_time, self.last_step = self.run_start, start_step
+    self.last_step = start_step
+    self.window_seconds = 0.0  # Training-step seconds since the last log line.
     process_start = timing.process_start_time()
     # Process start to here: imports, gin, data check and load, model build, restore.
     self.startup = None if process_start is None else self.run_start - process_start
@@ -305,8 +336,10 @@ class _Progress:
   def timed_steps(self):
     """Times one call of the training loop; the first (it traces) is timed apart."""
     first = 'train_first_call' not in self.timings.seconds
+    start = time.time()
     with self.timings.timed('train_first_call' if first else 'train_steps'):
       yield
+    self.window_seconds += time.time() - start
 
   def time_split(self, evaluator):
     """This session's wall-time split, seconds by part: startup (process start to the loop),
@@ -325,24 +358,39 @@ class _Progress:
     return out
 
   def log(self, step, sums, skipped_steps):
-    """Means over the window's finite steps, plus skipped_steps, steps_per_second and
-    wall_seconds (all sessions, when known); prints the progress line."""
+    """Means over the window's finite steps, plus skipped_steps, steps_per_second (training
+    steps only) and wall_seconds (all sessions, when known); prints the progress line."""
     n_ok = float(sums['finite'])
     means = {k: float(v) / max(n_ok, 1.0) for k, v in sums.items() if k != 'finite'}
     means['skipped_steps'] = skipped_steps
     now = time.time()
-    means['steps_per_second'] = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    if self.first_call_steps is None:
+    rate = (step - self.last_step) / max(self.window_seconds, 1e-9)
+    means['steps_per_second'] = rate
+    first = self.first_call_steps is None
+    if first:
       self.first_call_steps = step - self.last_step
     if self.wall_before is not None:
       means['wall_seconds'] = self.wall_before + (now - self.run_start)
-    eta = (self.num_steps - step) / max(means['steps_per_second'], 1e-9)
     estimate = f" I_EST {means['I_EST']:.4f}" if 'I_EST' in means else ''  # Not supervised.
-    _LOG.info('step %d/%d (%.1f%%) loss %.4f%s | %.0f steps/s | ETA %s',
+    _LOG.info('step %d/%d (%.1f%%) loss %.4f%s | %.0f steps/s%s | ETA %s',
               step, self.num_steps, 100.0 * step / max(self.num_steps, 1), means['loss'],
-              estimate, means['steps_per_second'], format_duration(eta))
-    self.last_time, self.last_step = now, step
+              estimate, rate, ' (with tracing)' if first else '', self.eta(step, rate, first))
+    self.last_step, self.window_seconds = step, 0.0
     return means
+
+  def eta(self, step, rate, first):
+    """'H:MM:SS' to the end: training at ``rate`` plus the remaining evaluations at this
+    session's mean evaluation time; after the first window only (it holds the tracing)."""
+    if first:
+      return 'after the next window'
+    train = (self.num_steps - step) / max(rate, 1e-9)
+    evals = remaining_evaluations(step, self.num_steps, self.eval_every)
+    mean = self.evaluator.mean_seconds()
+    if not evals or mean is None:
+      return format_duration(train)
+    eval_seconds = evals * mean
+    return (f'{format_duration(train + eval_seconds)} (steps {format_duration(train)} + '
+            f'{evals} evaluation{"s" if evals > 1 else ""} {format_duration(eval_seconds)})')
 
   def wall_times(self):
     """wall_seconds_this_session, and wall_seconds (all sessions) when it is known."""
@@ -365,6 +413,7 @@ class _Evaluator:
     self.writer = tf.summary.create_file_writer(run.join('eval'))
     self.timings = timing.Timings()  # Summed over this session's evaluations.
     self.count = 0
+    self.first_seconds = None
 
   def time_split(self):
     """{'eval': seconds of all evaluations, 'eval/<part>': each part's, 'eval/count'}."""
@@ -374,8 +423,22 @@ class _Evaluator:
     return out
 
   def __call__(self, step):
+    start = time.time()
     with self.timings.timed('total'):
-      return self._evaluate(step)
+      values = self._evaluate(step)
+    if self.count == 1:
+      self.first_seconds = time.time() - start
+    return values
+
+  def mean_seconds(self):
+    """Mean seconds of this session's evaluations after the first (which loads the splits
+    and, at step 0, fits the converged probe too), or of the first if it is the only one;
+    None before any."""
+    if not self.count:
+      return None
+    if self.count == 1:
+      return self.timings.seconds['total']
+    return (self.timings.seconds['total'] - self.first_seconds) / (self.count - 1)
 
   def _evaluate(self, step):
     timing.EVAL_TIMINGS.take()  # Parts timed outside an evaluation are not its own.
@@ -409,13 +472,24 @@ def format_duration(seconds):
 
 
 def write_summaries(writer, step, values):
-  """Scalars as TensorBoard scalars, arrays (ndim > 0) as histograms."""
+  """Scalars as TensorBoard scalars, arrays (ndim > 0) as histograms.
+
+  A scalar that a chart cannot show (``hparams.omission``: not finite, or an estimate I_*
+  beyond ``hparams.DISPLAY_BOUND_NATS``) is left out: counted in display/omitted_values and
+  named once in the text display/omitted (metrics.jsonl keeps it). The first summary of a tag
+  in this writer carries its description (``hparams.DESCRIPTIONS``).
+  """
+  display = hparams.Display.of(writer)
+  omitted = {}
   with writer.as_default(step=step):
     for name, value in values.items():
       if isinstance(value, np.ndarray) and value.ndim > 0:
-        tf.summary.histogram(name, value)
+        tf.summary.histogram(name, value, description=display.describe(name))
+      elif (reason := hparams.omission(name, value)) is not None:
+        omitted[name] = reason
       else:
-        tf.summary.scalar(name, value)
+        tf.summary.scalar(name, value, description=display.describe(name))
+    display.write_omitted(step, omitted)
   writer.flush()
 
 

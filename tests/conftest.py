@@ -38,6 +38,30 @@ TINY_BINDINGS = (
 )
 
 
+def checkpoint_weights(model_dir):
+  """{variable name: value} of the newest checkpoint of a run (the checkpoint's bookkeeping
+  entries left out), to compare runs bit for bit."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+      os.path.join(model_dir, 'checkpoints')))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+          if not n.startswith(('_CHECKPOINTABLE_OBJECT_GRAPH', 'save_counter'))}
+
+
+def metrics_without_timing(model_dir):
+  """{(step, split, metric): value} of a run's metrics.jsonl without its timings (which
+  differ between runs); a duplicated record fails the test."""
+  from mi_tf import metrics_log  # pylint: disable=g-import-not-at-top
+  out = {}
+  for r in metrics_log.read(model_dir):
+    if any(t in r['metric'] for t in ('seconds', 'steps_per_second')):
+      continue
+    key = (r['step'], r['split'], r['metric'])
+    assert key not in out, f'duplicated metric {key}'
+    out[key] = r['value']
+  return out
+
+
 def experiment_gin_files():
   """Every runnable experiment file (gin/common/ holds include-only fragments)."""
   return sorted(p for p in GIN_DIR.glob('*.gin'))

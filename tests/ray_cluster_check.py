@@ -61,7 +61,7 @@ def main():
       procs = local_ray.processes()
       nodes = local_ray.raylets(procs, temp_dir)
       for pid, (_, cmd) in procs.items():
-        if 'train.py' not in cmd or args.runs_dir not in cmd:
+        if runs_lib.TRAIN_MODULE not in cmd or args.runs_dir not in cmd:
           continue
         run = next((r for r in runs if f'--model_dir={r.model_dir} ' in cmd + ' '), None)
         node = local_ray.node_of(procs, pid, nodes)

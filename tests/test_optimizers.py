@@ -4,6 +4,8 @@ Same trajectory as keras.optimizers.Adam (up to float32 rounding), same optimize
 checkpoints are interchangeable), and it runs inside a MirroredStrategy's update.
 """
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -118,3 +120,82 @@ def test_every_task_takes_adam_epsilon_from_gin(tmp_path):
       optimizers = [v for k, v in task.trackables().items() if 'optimizer' in k]
       assert optimizers and all(o.epsilon == expected for o in optimizers), (gin_file, binding)
       gin.clear_config()
+
+
+class _KerasWithOtherSlots(keras.optimizers.Adam):
+  """Keras's Adam as a release might change it: the slots in dicts keyed by the variable's
+  path, ``_get_variable_index`` returning that key. Keras's own update still works on it;
+  FusedAdam's checked assumptions (integer index into lists) do not hold."""
+
+  def build(self, var_list):
+    if self.built:
+      return
+    super().build(var_list)
+    keys = [self._get_variable_index(v) for v in var_list]
+    self._momentums = {str(k): m for k, m in zip(keys, self._momentums)}
+    self._velocities = {str(k): v for k, v in zip(keys, self._velocities)}
+
+  def _get_variable_index(self, variable):
+    index = super()._get_variable_index(variable)
+    return str(index) if isinstance(self._momentums, dict) else index
+
+
+class _FusedAdamOnChangedKeras(FusedAdam, _KerasWithOtherSlots):
+  pass
+
+
+def _count_fused_kernel_calls(monkeypatch):
+  calls = []
+  kernel = tf.raw_ops.ResourceApplyAdam
+
+  def counting(**kwargs):
+    calls.append(kwargs['var'])
+    return kernel(**kwargs)
+
+  monkeypatch.setattr(tf.raw_ops, 'ResourceApplyAdam', counting)
+  return calls
+
+
+def test_changed_private_attributes_warn_once_and_fall_back_to_keras_update(caplog,
+                                                                           monkeypatch):
+  init, grads = _problem(seed=3, steps=5)
+  calls = _count_fused_kernel_calls(monkeypatch)
+  with caplog.at_level(logging.WARNING, logger='mi_tf.optimizers'):
+    changed = _FusedAdamOnChangedKeras(1e-2)
+    got = _train(changed, init, grads)
+  warnings = [r for r in caplog.records if r.name == 'mi_tf.optimizers']
+  assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING  # Once, at build.
+  message = warnings[0].getMessage()
+  assert f'Keras {keras.__version__} changed Adam' in message
+  assert "falling back to Keras's own Adam update (same formula, slower)" in message
+  assert changed.fused is False and not calls  # The fused kernel never ran.
+  ref = _train(keras.optimizers.Adam(1e-2, epsilon=AUTHORS_EPSILON), init, grads)
+  for g, r, w in zip(got, ref, init):
+    assert np.max(np.abs(r.numpy() - w)) > 1e-2  # Both really moved.
+    np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_missing_private_attribute_is_found_at_build():
+  optimizer = FusedAdam(1e-2)
+  variables = [tf.Variable(np.ones((3, 2), np.float32)), tf.Variable(np.zeros(2, np.float32))]
+  keras.optimizers.Adam.build(optimizer, variables)  # Keras's build alone: not checked yet.
+  assert optimizer._private_attributes_problem(variables) is None
+  del optimizer._velocities
+  assert 'AttributeError' in optimizer._private_attributes_problem(variables)
+
+
+def test_intact_private_attributes_use_the_fused_kernel_without_a_warning(caplog,
+                                                                           monkeypatch):
+  init, grads = _problem(seed=4, steps=3)
+  calls = _count_fused_kernel_calls(monkeypatch)
+  with caplog.at_level(logging.WARNING, logger='mi_tf.optimizers'):
+    optimizer = FusedAdam(1e-2)
+    got = _train(optimizer, init, grads)
+  assert not [r for r in caplog.records if r.name == 'mi_tf.optimizers']
+  assert optimizer.fused is True
+  # One kernel per variable in each trace (tf.function traces twice when the first call
+  # creates the optimizer's variables).
+  assert calls and len(calls) % len(init) == 0
+  ref = _train(keras.optimizers.Adam(1e-2, epsilon=AUTHORS_EPSILON), init, grads)
+  for g, r in zip(got, ref):
+    np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=0, atol=1e-5)

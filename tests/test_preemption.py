@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import GIN_DIR, REPO, TINY_BINDINGS
+from conftest import GIN_DIR, REPO, TINY_BINDINGS, checkpoint_weights, metrics_without_timing
 from mi_tf import metrics_log
 
 GIN = str(GIN_DIR / 'sec3_2_critics_bilinear_nwj.gin')
@@ -20,7 +20,6 @@ STEPS = 200
 BINDINGS = list(TINY_BINDINGS) + [
     f'train.num_steps = {STEPS}', 'train.eval_every = 100', 'train.log_every = 2',
     'train.checkpoint_every = 10', 'train.deterministic = True']
-TIMING = ('seconds', 'steps_per_second')
 
 
 def _cmd(model_dir):
@@ -50,22 +49,8 @@ def _interrupt(model_dir, sig):
   return proc.returncode
 
 
-def _weights(model_dir):
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
-      os.path.join(model_dir, 'checkpoints')))
-  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
-          if not n.startswith(('_CHECKPOINTABLE_OBJECT_GRAPH', 'save_counter'))}
-
-
-def _metrics(model_dir):
-  out = {}
-  for r in metrics_log.read(model_dir):
-    if any(t in r['metric'] for t in TIMING):
-      continue
-    key = (r['step'], r['split'], r['metric'])
-    assert key not in out, f'duplicated metric {key}'
-    out[key] = r['value']
-  return out
+_weights = checkpoint_weights
+_metrics = metrics_without_timing
 
 
 @pytest.fixture(scope='module')

@@ -66,10 +66,10 @@ def test_dry_run_prints_one_command_per_unfinished_run(tmp_path, capsys):
   assert len(lines) == 5 * 2 - 1
   assert not any('sec4_iid/seed1' in line for line in lines)
   first = shlex.split(lines[0])
-  assert first == ['python', 'train.py', '--gin_file=gin/sec4_noniid.gin',
+  assert first == ['python', '-m', 'mi_tf.scripts.train', '--gin_file=gin/sec4_noniid.gin',
                    f'--model_dir={tmp_path}/sec4_noniid/seed0', '--seed=0',
                    '--gin_bindings=train.num_steps = 4']
-  probe = [line for line in lines if 'eval_probe.py' in line][0]
+  probe = [line for line in lines if ' -m mi_tf.scripts.probe ' in line][0]
   assert probe.startswith(f'mkdir -p {tmp_path}/baseline_pixels_noisy/seed0 && python ')
   assert '--noise_std=0.05' in probe and '--seed=0' in probe
 

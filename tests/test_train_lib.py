@@ -74,7 +74,8 @@ def test_resume_continues_the_step_count_and_metrics_are_not_duplicated(tmp_path
   model_dir = str(tmp_path / 'run')
   base = TINY_BINDINGS + SPLITS
   launch.train_with_gin(model_dir, [GIN], base)  # 4 steps, checkpoints at 2 and 4.
-  # Pretend the run was stopped at step 2: drop the newest checkpoint.
+  # Pretend the run was stopped at step 2: drop the newest checkpoint and the final metrics.
+  os.remove(os.path.join(model_dir, 'final_metrics.json'))
   manager_dir = os.path.join(model_dir, 'checkpoints')
   for f in tf.io.gfile.glob(os.path.join(manager_dir, 'ckpt-4*')):
     tf.io.gfile.remove(f)

@@ -1,0 +1,121 @@
+"""Linear-probe evaluation of an exported encoder (or of raw pixels), paper protocol.
+
+  mi-tf-probe --saved_model=RUN/export             # features g1(X1) of the SavedModel
+  mi-tf-probe --pixels                             # raw-pixel baseline on X1 (~85%)
+  mi-tf-probe --pixels --noise_std=0.05            # noisy pixels (Sec. 3.1, ~84%)
+  mi-tf-probe --pixels --probe=converged           # converged L-BFGS probe
+  mi-tf-probe --pixels --probe=fast                # same, looser tolerance (~3x faster)
+  python eval_probe.py --saved_model=RUN/export    # the same, from a checkout
+
+Loads only the SavedModel (no mi_tf model classes), extracts frozen features of the train and
+test top halves, fits min-max scaling (in float32, as the authors' code: a feature whose
+training range is below float32 resolution is constant) + SAGA logistic regression (C=10,
+tol=0.1) and prints the result. With --saved_model it is also written to
+<saved_model>/../probe_result.json (or --output); with --pixels only to --output, if given.
+--dataset and --noise_std default to what the export's mi_tf_metadata.json says the run
+trained with (else mnist, 0.0). --also_fast adds the converged probe's accuracy.
+--probe=converged fits the same model to convergence instead
+(mi_tf.probe.converged_probe: full-batch L-BFGS in TensorFlow, about 30 s on 60k x 392 pixels);
+--probe=fast stops the same solver at a looser tolerance (5.7 s there, within 0.1 point;
+BENCHMARKS.md section 5).
+Exit status: 0 done, 1 the probe failed (one ERROR line), 2 a bad command line.
+"""
+
+import json
+import logging
+import os
+import sys
+
+from absl import flags
+
+from mi_tf import scripts
+
+PROGRAM = 'mi-tf-probe'
+RESULT_FILE = 'probe_result.json'  # Next to the export (in the run directory).
+RUN_ERRORS = (ValueError, FileNotFoundError, RuntimeError, FloatingPointError)
+
+
+def define_flags(fv):
+  """The flags of mi-tf-probe, into the FlagValues ``fv``."""
+  flags.DEFINE_string('saved_model', None, "SavedModel directory (a run's export/).",
+                      flag_values=fv)
+  flags.DEFINE_boolean('pixels', False, 'probe the raw pixels of X1.', flag_values=fv)
+  flags.DEFINE_string('dataset', None, "TFDS dataset (mnist, cifar10; default: the export's "
+                      'metadata, else mnist).', flag_values=fv)
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory.', flag_values=fv)
+  flags.DEFINE_float('noise_std', None, 'coupled noise added to the halves (Sec. 3.1 residual '
+                     "MLP: 0.05; default: the export's metadata, else 0).", flag_values=fv)
+  flags.DEFINE_string('train_split', 'train', 'TFDS split the probe is fitted on.',
+                      flag_values=fv)
+  flags.DEFINE_string('test_split', 'test', 'TFDS split the probe is tested on.',
+                      flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'SAGA random_state.', flag_values=fv)
+  flags.DEFINE_enum('probe', 'paper', ['paper', 'converged', 'fast'],
+                    "'paper': SAGA, tol=0.1 (the paper's protocol, default); 'converged': the "
+                    'same objective minimised to convergence (L-BFGS, gradient 1e-6); '
+                    "'fast': L-BFGS stopped at gradient 1e-4 (within 0.1 point of "
+                    "'converged', BENCHMARKS.md).", flag_values=fv)
+  flags.DEFINE_boolean('also_fast', False, "also fit the 'fast' converged probe on the same "
+                       'features and add fast_test_accuracy / fast_train_accuracy to the '
+                       "result (the study's pixel baselines do, for the claims' second "
+                       'protocol).', flag_values=fv)
+  flags.DEFINE_string('output', None, 'JSON result path (default: <saved_model>/../'
+                      f'{RESULT_FILE}; with --pixels: none, the result is only printed).',
+                      flag_values=fv)
+  flags.register_multi_flags_validator(
+      ['saved_model', 'pixels'], lambda v: (v['saved_model'] is not None) != bool(v['pixels']),
+      message='give exactly one of --saved_model and --pixels', flag_values=fv)
+
+
+def output_path(fv):
+  """Where the result is written: --output, else <saved_model>/../probe_result.json, else
+  None (--pixels: printed only)."""
+  if fv.output:
+    return fv.output
+  if fv.saved_model:
+    return os.path.join(os.path.dirname(os.path.abspath(fv.saved_model.rstrip('/'))),
+                        RESULT_FILE)
+  return None
+
+
+def main(argv=None):
+  """Parses ``argv`` (argv[0]: the program; default sys.argv) afresh and probes.
+
+  Returns:
+    int exit status: 0 (also after --help), 1 the probe failed, 2 a bad command line.
+  """
+  argv = list(sys.argv if argv is None else argv)
+  fv, status = scripts.start(PROGRAM, __doc__, define_flags, argv)
+  if fv is None:
+    return status
+  from mi_tf import evaluation  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  from mi_tf import files  # pylint: disable=g-import-not-at-top
+  output = output_path(fv)
+  try:
+    result = evaluation.probe_saved_model(
+        saved_model=fv.saved_model, dataset=fv.dataset, data_dir=fv.data_dir,
+        noise_std=fv.noise_std, train_split=fv.train_split, test_split=fv.test_split,
+        seed=fv.seed, probe=fv.probe, also_fast=fv.also_fast)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if output:
+      files.write_atomic(output, text + '\n')
+  except RUN_ERRORS as e:
+    logging.error('%s: %s', type(e).__name__, e)
+    return 1
+  print(text)
+  fast = (f'; converged (fast) probe {100 * result["fast_test_accuracy"]:.2f}%'
+          if 'fast_test_accuracy' in result else '')
+  where = f', written to {output}' if output else ' (not written: --output writes it)'
+  print(f'test accuracy {100 * result["test_accuracy"]:.2f}% '
+        f'(train {100 * result["train_accuracy"]:.2f}%){fast}{where}')
+  return 0
+
+
+def run():
+  """The console command (``mi-tf-probe``, ``python -m mi_tf.scripts.probe``): like
+  absl.app.run, parses sys.argv and exits with main's status."""
+  sys.exit(main(sys.argv))
+
+
+if __name__ == '__main__':
+  run()
