@@ -35,6 +35,10 @@ class DataNotFoundError(RuntimeError):
   """Prepared TFDS data is missing and cannot (or may not) be downloaded."""
 
 
+class CorruptDataError(RuntimeError):
+  """A file of prepared TFDS data cannot be read (truncated, or corrupt)."""
+
+
 def _split_name(split):
   """'train[:2000]' -> 'train'."""
   return re.split(r'[\[+]', split, maxsplit=1)[0].strip()
@@ -62,7 +66,8 @@ def check_available(dataset='mnist', split='train', data_dir=None, download=None
 
   Raises:
     DataNotFoundError: with one message naming the directory and what to do.
-    ValueError: unknown dataset or split.
+    ValueError: unknown dataset or split, a split string TFDS cannot parse ('train[:abc]'),
+      a slice beyond the split's examples, or an empty selection.
   """
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
@@ -87,7 +92,27 @@ def check_available(dataset='mnist', split='train', data_dir=None, download=None
   if name not in builder.info.splits:
     raise ValueError(f'Dataset {dataset!r} has no split {name!r}; it has '
                      f'{sorted(builder.info.splits)}.')
+  num_examples = split_size(builder, split)
+  if num_examples < 1:
+    raise ValueError(f'Split {split!r} of {dataset!r} selects no examples.')
   return builder
+
+
+def split_size(builder, split):
+  """Number of examples of a TFDS split string (slices and '+' allowed), from the dataset's
+  metadata alone (nothing is read).
+
+  Raises:
+    ValueError: one message, for a split string TFDS cannot parse or a slice out of range.
+  """
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except (ValueError, KeyError, TypeError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    reason = re.sub(r'\s*See format at \S+', '', reason).rstrip('. ') + '.'
+    raise ValueError(
+        f'Bad split {split!r} of {builder.info.name!r}: {reason} A split is a name, optionally '
+        "sliced: 'train', 'train[:2000]', 'test[:10%]', 'train[:1000]+test'.") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,14 +121,40 @@ def load_images(dataset='mnist', split='train', data_dir=None, download=None):
 
   Returns:
     (images uint8 [N, H, W, C], labels int64 [N]) as numpy arrays (read-only; cached).
+  Raises:
+    CorruptDataError: a file of the split cannot be read (truncated or corrupt).
   """
   builder = check_available(dataset, split, data_dir, download)
-  data = builder.as_dataset(split=split, batch_size=-1, shuffle_files=False)
-  data = tfds.as_numpy(data)
+  try:
+    data = builder.as_dataset(split=split, batch_size=-1, shuffle_files=False)
+    data = tfds.as_numpy(data)
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    bad = unreadable_files(builder, _split_name(split))
+    if not bad:
+      raise
+    raise CorruptDataError(
+        f'The prepared TFDS data of {dataset!r} in {builder.data_dir} cannot be read: '
+        + '; '.join(f'{path} ({why})' for path, why in bad) + '. Re-prepare the dataset: '
+        f'delete {builder.data_dir} and run `tfds build {dataset} --data_dir=<dir>` (or copy '
+        'it again from a good copy).') from e
   images, labels = data['image'], data['label'].astype(np.int64)
   images.setflags(write=False)
   labels.setflags(write=False)
   return images, labels
+
+
+def unreadable_files(builder, split_name):
+  """[(path, reason)] of the split's TFRecord files that cannot be read to their end."""
+  pattern = os.path.join(builder.data_dir, f'{builder.name}-{split_name}.tfrecord*')
+  bad = []
+  for path in sorted(tf.io.gfile.glob(pattern)):
+    try:
+      for _ in tf.data.TFRecordDataset(path).batch(10000):
+        pass
+    except tf.errors.OpError as e:
+      reason = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:.*$', '', e.message.strip().splitlines()[0])
+      bad.append((path, reason or type(e).__name__))
+  return bad
 
 
 def half_shape(image_shape):
@@ -257,11 +308,30 @@ class ImageHalves:
     self.test_split = test_split
     self.download = download
 
+  SPLITS = ('train_split', 'probe_train_split', 'test_split')
+
   def check(self):
-    """Fails fast (seconds) with a clear message if any split cannot be loaded."""
+    """Fails fast (seconds, nothing is read) with one message if any split cannot be loaded:
+    data not found, an unknown split, a split string TFDS cannot parse, a slice out of range
+    (``check_available``). Returns the TFDS builder."""
     for split in (self.train_split, self.probe_train_split, self.test_split):
       builder = check_available(self.dataset, split, self.data_dir, self.download)
     return builder
+
+  def identity(self):
+    """What the data is, not where it lives (``data_dir`` is left out).
+
+    Returns:
+      {'dataset': TFDS name, 'version': TFDS version ('3.0.1'), 'splits': {'train_split':
+      {'split': 'train[:2000]', 'num_examples': 2000}, 'probe_train_split': ...,
+      'test_split': ...}}: a run records it in run_info.json and resumes only on equal data.
+    """
+    builder = self.check()
+    splits = {role: {'split': getattr(self, role),
+                     'num_examples': split_size(builder, getattr(self, role))}
+              for role in self.SPLITS}
+    return {'dataset': builder.info.name, 'version': str(builder.info.version),
+            'splits': splits}
 
   @property
   def input_shape(self):

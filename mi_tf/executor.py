@@ -385,13 +385,23 @@ def done_line(prefix, result):
 
 
 def print_summary(summary, begin, out, runs=()):
+  """The runner's last lines: the counts, each failed run, and each finished run that learned
+  nothing (final_metrics.json status 'degenerate', ``runs.degenerate_reasons``)."""
+  by_key = {r.key: r for r in runs}
+  degenerate = {key: reasons for key in summary['completed'] + summary['skipped']
+                if key in by_key and (reasons := runs_lib.degenerate_reasons(by_key[key]))}
   print(f'Done in {runs_lib.format_duration(time.time() - begin)}: '
         f'{len(summary["completed"])} completed, {len(summary["skipped"])} already finished, '
-        f'{len(summary["failed"])} failed, {len(summary["busy"])} busy.', file=out, flush=True)
-  dirs = {r.key: r.model_dir for r in runs}
+        f'{len(summary["failed"])} failed, {len(summary["busy"])} busy'
+        + (f'; {len(degenerate)} of the finished learned nothing (degenerate).' if degenerate
+           else '.'), file=out, flush=True)
   for key in summary['failed']:
-    where = files.join(dirs[key], runs_lib.FAILURE_FILE) if key in dirs else runs_lib.FAILURE_FILE
+    where = (files.join(by_key[key].model_dir, runs_lib.FAILURE_FILE) if key in by_key
+             else runs_lib.FAILURE_FILE)
     print(f'  FAILED {key}: {where}', file=out, flush=True)
+  for key, reasons in degenerate.items():
+    print(f'  DEGENERATE {key}: {"; ".join(reasons)} '
+          f'({files.join(by_key[key].model_dir, runs_lib.FINAL_METRICS)})', file=out, flush=True)
 
 
 def run_all(runs, runs_dir, repo_dir=runs_lib.REPO_DIR, python=sys.executable, gin_bindings=(),

@@ -107,20 +107,33 @@ def _temporary_name(path, kind):
 
 
 def write_atomic(path, text):
-  """Replaces ``path`` with ``text`` atomically (temporary file + rename)."""
+  """Replaces ``path`` with ``text`` (str or bytes) atomically: a reader, or the next process
+  after a kill, finds the old or the new whole file, never a partial one.
+
+  Steps: write a temporary file ``.tmp-<id>-<name>`` in the same directory, flush it to disk,
+  rename it over ``path``. If a step fails, the temporary file is removed and the error
+  raised (a process killed before the rename leaves it behind; nothing reads such names).
+  """
   tmp = _temporary_name(path, 'tmp')
   data = text.encode('utf-8') if isinstance(text, str) else text
-  if is_local(path):
-    with open(tmp, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return
-  g = _gfile()
-  with g.GFile(tmp, 'wb') as f:
-    f.write(data)
-  g.rename(tmp, path, overwrite=True)
+  try:
+    if is_local(path):
+      with open(tmp, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+    else:
+      g = _gfile()
+      with g.GFile(tmp, 'wb') as f:
+        f.write(data)
+      g.rename(tmp, path, overwrite=True)
+  except BaseException:
+    try:
+      remove(tmp)
+    except Exception:  # pylint: disable=broad-except  (the first error is the one to see)
+      pass
+    raise
 
 
 def create_exclusive(path, text):

@@ -6,9 +6,15 @@ A process killed while appending leaves a torn last line; it is skipped here (a 
 writes everything after its checkpoint again), as are blank lines. No TensorFlow import: the
 runner and the report read these files without it (``metrics_log`` reads through tf.io.gfile
 and parses with ``parse``).
+
+Every JSON file the project writes is strict JSON (``dumps_strict``, ``write_json``): a
+non-finite number is written as the string 'nan', 'inf' or '-inf' (as in metrics.jsonl), never
+as the bare NaN/Infinity that Python's json module emits and other parsers refuse; float() of
+the string gives the number back.
 """
 
 import json
+import math
 
 from mi_tf import files
 
@@ -25,6 +31,35 @@ def parse(text):
     except ValueError:
       intact = False
   return records, intact
+
+
+def finite(obj):
+  """``obj`` with every non-finite float (also a NumPy scalar) replaced by 'nan', 'inf' or
+  '-inf', through dicts, lists and tuples (a tuple becomes a list)."""
+  if isinstance(obj, dict):
+    return {k: finite(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [finite(v) for v in obj]
+  if hasattr(obj, 'dtype') and hasattr(obj, 'item') and not hasattr(obj, '__len__'):
+    obj = obj.item()  # A NumPy scalar: json cannot encode most of them.
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return str(obj)  # 'nan', 'inf', '-inf'.
+  return obj
+
+
+def dumps_strict(obj, **kwargs):
+  """``json.dumps`` of ``finite(obj)`` with allow_nan=False: valid JSON for any parser.
+
+  Raises:
+    TypeError: ``obj`` holds something JSON cannot represent.
+  """
+  return json.dumps(finite(obj), allow_nan=False, **kwargs)
+
+
+def write_json(path, obj, indent=2, sort_keys=False):
+  """Replaces ``path`` (local or any ``mi_tf.files`` path) atomically with ``obj`` as strict
+  JSON (``dumps_strict``) and a final newline."""
+  files.write_atomic(path, dumps_strict(obj, indent=indent, sort_keys=sort_keys) + '\n')
 
 
 def read_json(path, default=None):

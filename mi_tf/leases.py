@@ -1,10 +1,12 @@
 """Leases: at most one driver executes a run at a time, on any file system ``mi_tf.files`` reads.
 
 A lease is the file ``<model_dir>/.runner.lease`` (JSON: owner id, host, pid, acquired and
-renewed times). A driver (the local executor, or the Ray driver, which owns the whole sweep)
-takes it with an atomic create-if-absent before it starts the run, renews it every
-``ttl / 4`` seconds from one heartbeat thread while the run executes, and removes it after.
-It replaces POSIX ``flock``, which neither object stores nor most cluster file systems give.
+renewed times; another name for another kind of owner: ``mi_tf.run_dir`` holds
+``.train.lease`` while a training process writes the run). A driver (the local executor, or
+the Ray driver, which owns the whole sweep) takes it with an atomic create-if-absent before it
+starts the run, renews it every ``ttl / 4`` seconds from one heartbeat thread while the run
+executes, and removes it after. It replaces POSIX ``flock``, which neither object stores nor
+most cluster file systems give.
 
 A lease is stale, and may be broken, when it was not renewed for ``ttl`` seconds (its driver
 died; the driver's children die with it: ``mi_tf.executor`` starts them with a parent-death
@@ -32,8 +34,8 @@ LEASE_FILE = '.runner.lease'
 DEFAULT_TTL = 120.0  # Seconds without renewal after which a lease is stale.
 
 
-def _path(model_dir):
-  return files.join(model_dir, LEASE_FILE)
+def _path(model_dir, name=LEASE_FILE):
+  return files.join(model_dir, name)
 
 
 def _pid_alive(pid):
@@ -46,10 +48,10 @@ def _pid_alive(pid):
   return True
 
 
-def read(model_dir):
+def read(model_dir, name=LEASE_FILE):
   """The lease record of a run (dict), or None if there is none (or it is unreadable)."""
   try:
-    return json.loads(files.read_text(_path(model_dir)))
+    return json.loads(files.read_text(_path(model_dir, name)))
   except (OSError, ValueError):
     return None
 
@@ -69,10 +71,12 @@ class Holder:
   """The leases one driver holds, renewed by one daemon thread.
 
   ``acquire(model_dir)`` -> True if this driver now holds the run; ``release(model_dir)``.
+  ``name``: the lease file's name in each model_dir.
   """
 
-  def __init__(self, ttl=DEFAULT_TTL, owner=None):
+  def __init__(self, ttl=DEFAULT_TTL, owner=None, name=LEASE_FILE):
     self.ttl = float(ttl)
+    self.name = name
     self.owner = owner or f'{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}'
     self._held = {}  # model_dir -> acquired time.
     self._lock = threading.Lock()
@@ -85,15 +89,15 @@ class Holder:
 
   def acquire(self, model_dir):
     files.makedirs(model_dir)
-    path = _path(model_dir)
+    path = _path(model_dir, self.name)
     now = time.time()
     if not files.create_exclusive(path, self._record(now)):
-      seen = read(model_dir)
+      seen = read(model_dir, self.name)
       if not is_stale(seen, self.ttl):
         return False
       # Break it: move the stale file aside (only one breaker's rename succeeds), check that
       # what was moved is the stale lease that was judged, then create ours.
-      aside = files.join(model_dir, f'.stale-{uuid.uuid4().hex[:8]}{LEASE_FILE}')
+      aside = files.join(model_dir, f'.stale-{uuid.uuid4().hex[:8]}{self.name}')
       if not files.rename_no_overwrite(path, aside):
         return False
       try:
@@ -106,7 +110,7 @@ class Holder:
       files.remove(aside)
       if not files.create_exclusive(path, self._record(now)):
         return False
-    back = read(model_dir)
+    back = read(model_dir, self.name)
     if back is None or back.get('owner') != self.owner:
       return False  # Another driver wrote it in the same window (object stores).
     with self._lock:
@@ -117,18 +121,18 @@ class Holder:
   def release(self, model_dir):
     with self._lock:
       self._held.pop(model_dir, None)
-    record = read(model_dir)
+    record = read(model_dir, self.name)
     if record is not None and record.get('owner') == self.owner:
-      files.remove(_path(model_dir))
+      files.remove(_path(model_dir, self.name))
 
   def renew(self):
     """Renews every held lease now (the heartbeat thread calls this every ttl / 4 s)."""
     with self._lock:
       held = dict(self._held)
     for model_dir, acquired in held.items():
-      record = read(model_dir)
+      record = read(model_dir, self.name)
       if record is not None and record.get('owner') == self.owner:
-        files.write_atomic(_path(model_dir), self._record(acquired))
+        files.write_atomic(_path(model_dir, self.name), self._record(acquired))
 
   def _start_heartbeat(self):
     if self._thread is not None:

@@ -4,6 +4,9 @@
 On resume from step s, records after s and the evaluation at s are dropped first (they were
 written after the checkpoint and will be written again), so a resumed run has each value
 exactly once.
+
+Records are appended (a kill while appending leaves a torn last line, which readers skip);
+the truncation on resume replaces the file atomically (``mi_tf.files.write_atomic``).
 """
 
 import json
@@ -12,6 +15,7 @@ import os
 
 import tensorflow as tf
 
+from mi_tf import files
 from mi_tf import jsonl
 
 FILENAME = 'metrics.jsonl'
@@ -51,10 +55,8 @@ class MetricsLog:
             if r['step'] < step or (r['step'] == step and r['split'] != 'eval')]
     if len(kept) == len(records) and intact:
       return kept
-    tmp = self.path + '.tmp'
-    with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.write(''.join(json.dumps(r) + '\n' for r in kept))
-    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    # Replaced atomically: a kill here leaves the old or the new file, both readable.
+    files.write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
     return kept
 
   def write(self, step, split, values):

@@ -28,6 +28,14 @@ Several drivers (on several machines sharing runs_dir) never run the same run at
 lease file per run, on any file system (runs_dir may be ``gs://...``). ``--dry_run`` prints
 the commands of the unfinished runs, one per line, for any other scheduler. Each run's output
 goes to ``<model_dir>/runner.log``.
+
+The report never loses results (``mi_tf.report.existing``): where a setting would hold fewer
+finished runs than the report already in --output_dir (the repository's, by default) holds,
+it writes nothing and exits with status 2, saying so (--allow_fewer_runs replaces it anyway);
+a report of one suite keeps the other settings' rows, entries and figures. An error of the
+command line or of the file system (a runs_dir that is a file or, for status and report, does
+not exist; an output_dir that is a file) is one line on stderr and exit status 2 (--verbose:
+the traceback); exit status 1: some runs failed.
 """
 
 import argparse
@@ -45,19 +53,52 @@ from mi_tf import tf_quiet
 from mi_tf import study
 
 
-def _parse_setting_seeds(text):
+class UsageError(Exception):
+  """A command line that cannot be carried out; its message is one line."""
+
+
+def _parse_setting_seeds(text, settings=()):
+  """{setting: seeds} of "name=N,name=N" (N >= 0); a name outside ``settings`` (the plan)
+  must be a setting of the study (a typo is an error, not a silent default)."""
   out = {}
-  for item in [t for t in (text or '').split(',') if t]:
+  for item in [t for t in (text or '').split(',') if t.strip()]:
     name, _, n = item.partition('=')
-    out[name.strip()] = int(n)
+    try:
+      out[name.strip()] = int(n)
+    except ValueError:
+      raise UsageError(f'--setting_seeds: {item.strip()!r} is not NAME=N (e.g. '
+                       '"sec4_iid=5").') from None
+    if out[name.strip()] < 0:
+      raise UsageError(f'--setting_seeds: {item.strip()!r} has a negative seed count.')
+  try:
+    study.suite_settings([], sorted(set(out) - set(settings)))
+  except ValueError as e:
+    raise UsageError(f'--setting_seeds: {e}') from None
   return out
 
 
 def _positive_int(text):
-  value = int(text)
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'not a whole number: {text!r}') from None
   if value < 1:
     raise argparse.ArgumentTypeError(f'must be at least 1, not {value}')
   return value
+
+
+def _check_dirs(args, runs_dir):
+  """One-line errors for a runs_dir or an output_dir that cannot be what the command needs:
+  a file (any command), or a runs_dir that does not exist (status, report: only ``run`` and
+  ``all`` create it)."""
+  if files.exists(runs_dir) and not files.isdir(runs_dir):
+    raise UsageError(f'--runs_dir {args.runs_dir} is a file, not a directory.')
+  if args.cmd in ('status', 'report') and not files.isdir(runs_dir):
+    raise UsageError(f'--runs_dir {args.runs_dir} does not exist (nothing has run there: '
+                     'check the path; `run` creates it).')
+  output_dir = getattr(args, 'output_dir', None)
+  if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise UsageError(f'--output_dir {output_dir} is a file, not a directory.')
 
 
 def _add_plan_flags(p):
@@ -66,7 +107,7 @@ def _add_plan_flags(p):
   p.add_argument('--settings', action='append', default=[],
                  help='explicit settings: gin file stems of gin/ or probe baselines '
                       f'({", ".join(study.PROBE_BASELINES)}); comma list or repeated.')
-  p.add_argument('--seeds', type=int, default=3, help='seeds 0 .. N-1 per setting.')
+  p.add_argument('--seeds', type=_positive_int, default=3, help='seeds 0 .. N-1 per setting.')
   p.add_argument('--setting_seeds', default='',
                  help='per-setting seed counts overriding --seeds, e.g. '
                       '"sec3_1_realnvp=3,sec4_iid=5" (default: '
@@ -74,6 +115,8 @@ def _add_plan_flags(p):
                                   for k, v in study.DEFAULT_SETTING_SEEDS.items()) + ').')
   p.add_argument('--runs_dir', required=True,
                  help='root of the run directories (keep it outside the repository).')
+  p.add_argument('--verbose', action='store_true',
+                 help='on an error, show its traceback (default: one line).')
 
 
 def _default_output_dir():
@@ -124,6 +167,9 @@ def main(argv=None):
     p.add_argument('--tensorboard_dir', default=None,
                    help='TensorBoard dir of the figures (default: <runs_dir>/report_tb; '
                         '"none" to skip).')
+    p.add_argument('--allow_fewer_runs', action='store_true',
+                   help='replace the report in --output_dir even where it holds more finished '
+                        'runs of a setting than this one (default: refuse, writing nothing).')
   args = parser.parse_args(argv)
   if not args.suite and not args.settings:
     parser.error('give --suite and/or --settings.')
@@ -131,9 +177,23 @@ def main(argv=None):
     settings = study.suite_settings(args.suite, args.settings)
   except ValueError as e:
     parser.error(str(e))
-  runs = runs_lib.plan(settings, args.seeds, args.runs_dir,
-                       _parse_setting_seeds(args.setting_seeds))
+  try:
+    return _main(args, settings, argv)
+  except (UsageError, report.ReportError, OSError) as e:
+    if args.verbose:
+      raise
+    hint = ' (--verbose shows the traceback)' if isinstance(e, OSError) else ''
+    message = ' '.join(str(e).split())  # One line.
+    print(f'{parser.prog} {args.cmd}: error: {message}{hint}', file=sys.stderr)
+    return 2
+
+
+def _main(args, settings, argv):
+  """The command of parsed ``args`` over ``settings``; its exit status."""
   runs_dir = files.abspath(args.runs_dir)
+  _check_dirs(args, runs_dir)
+  runs = runs_lib.plan(settings, args.seeds, args.runs_dir,
+                       _parse_setting_seeds(args.setting_seeds, [s.name for s in settings]))
 
   if args.cmd in ('run', 'all'):
     if args.dry_run:
@@ -149,14 +209,14 @@ def main(argv=None):
             'event files out of commits.', file=sys.stderr)
     if args.executor == 'ray':
       if args.jobs is not None:
-        parser.error('--jobs is for --executor=local; Ray sizes runs by their resources.')
+        raise UsageError('--jobs is for --executor=local; Ray sizes runs by their resources.')
       from mi_tf import ray_executor  # pylint: disable=g-import-not-at-top
       summary = ray_executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
                                      args.gin_bindings, args.data_dir, address=args.ray_address,
                                      max_retries=args.max_retries)
     else:
       if args.ray_address:
-        parser.error('--ray_address needs --executor=ray.')
+        raise UsageError('--ray_address needs --executor=ray.')
       summary = executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
                                  args.gin_bindings, args.data_dir, jobs=args.jobs)
     rc = 1 if summary['failed'] else 0
@@ -178,7 +238,8 @@ def main(argv=None):
   report.write_report(runs_dir, args.output_dir, runs,
                       tensorboard_dir=None if tb_dir == 'none' else tb_dir,
                       command=' '.join(['python -m mi_tf.reproduce'] + [
-                          shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]))
+                          shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+                      allow_fewer_runs=args.allow_fewer_runs)
   return rc
 
 

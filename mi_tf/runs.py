@@ -177,6 +177,18 @@ def state(run):
   return 'new'
 
 
+def degenerate_reasons(run):
+  """Why a finished training run learned nothing (its final_metrics.json has status
+  'degenerate': ``mi_tf.train_lib.degenerate_reasons``), or None: an ordinary run, a probe,
+  not finished, or written before runs recorded a status."""
+  if run.setting.kind != 'train':
+    return None
+  final = jsonl.read_json(files.join(run.model_dir, FINAL_METRICS))
+  if not isinstance(final, dict) or final.get('status') != 'degenerate':
+    return None
+  return [str(r) for r in final.get('degenerate_reasons') or []] or ['no reason recorded']
+
+
 def git_info(repo_dir=REPO_DIR):
   """Short commit of the code the runs use, '(with uncommitted changes)' if the tree is dirty."""
   try:
@@ -331,7 +343,10 @@ def status_table(runs, runs_dir):
       st, detail = 'running', f'driver {lease.get("owner")}; {detail}'
     if st == 'finished':
       other = other_arguments(run)
-      detail = '' if other is None else f'ran with other arguments: {" ".join(other)}'
+      reasons = degenerate_reasons(run)
+      detail = '; '.join(
+          ([f'(degenerate: {"; ".join(reasons)})'] if reasons is not None else [])
+          + ([f'ran with other arguments: {" ".join(other)}'] if other is not None else []))
     if st not in ('finished', 'running') and run.key in failures:  # A retry is 'running'.
       st = 'failed'
       detail = f'exit status {failures[run.key].get("returncode")} at ' \

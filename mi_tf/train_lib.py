@@ -14,6 +14,7 @@ configurables registered by ``mi_tf.launch``.
 
 import contextlib
 import datetime
+import hashlib
 import logging
 import signal
 import time
@@ -82,11 +83,22 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
       returns or raises. benchmarks/precision.py measures its speed against float32; on a
       CPU without native bfloat16 arithmetic (AVX512_BF16, AMX) it is not faster.
 
-  Rerunning a finished run returns its final_metrics.json and changes nothing; a stopped or
-  finished run continues to a larger ``num_steps`` (``mi_tf.run_dir.RunDir.start``).
+  Nothing is written to model_dir before everything the config names is built and checked
+  (gin's bindings, the task's models and optimizers, the data and every split string): a
+  refused command leaves model_dir as it was, or absent. One process trains a model_dir at a
+  time: the chief holds the lease ``<model_dir>/.train.lease`` from its first write to its
+  end. Rerunning a finished run returns its final_metrics.json, takes no lease and changes
+  nothing; a stopped or finished run continues to a larger ``num_steps``, and resumes with its
+  data anywhere (``ImageHalves.data_dir`` is not part of the run) but only on the same data
+  (dataset, version, split strings and sizes, recorded in run_info.json)
+  (``mi_tf.run_dir.RunDir.start``).
 
   Returns:
     dict of the final evaluation's scalars.
+  Raises:
+    ValueError: a bad argument, gin binding or split (nothing was written);
+      ``RunDirError``: model_dir holds a run of another config or other data;
+      ``mi_tf.run_dir.RunInUseError`` (a RunDirError): another live process trains it.
   """
   if precision not in PRECISIONS:
     raise ValueError(f'train.precision must be one of {PRECISIONS}, got {precision!r}.')
@@ -94,41 +106,51 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
   # only, so that later runs and tests in the same process get the policy they had.
   previous_policy = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(precision)
-  try:
-    return _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
-                  checkpoint_every, max_checkpoints, export_every_eval, distribution, tpu,
-                  deterministic, nonfinite_policy, worker_dir, jit_compile)
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
+  # Undone when train() returns or raises (also SystemExit after SIGTERM), last in first out:
+  # the run's lease, then the policy.
+  with contextlib.ExitStack() as cleanup:
+    cleanup.callback(keras.mixed_precision.set_global_policy, previous_policy)
+    return _train(cleanup, model_dir, task, num_steps, batch_size, seed, eval_every,
+                  log_every, checkpoint_every, max_checkpoints, export_every_eval,
+                  distribution, tpu, deterministic, nonfinite_policy, worker_dir, jit_compile)
 
 
-def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
+def _train(cleanup, model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
            checkpoint_every, max_checkpoints, export_every_eval, distribution, tpu,
            deterministic, nonfinite_policy, worker_dir, jit_compile):
-  """``train`` under the run's dtype policy (same arguments, same result)."""
+  """``train`` under the run's dtype policy (same arguments, same result); ``cleanup``: the
+  contextlib.ExitStack that train() closes when it returns or raises."""
+  # Everything the config names is built and checked before the first byte is written to
+  # model_dir: a command refused here leaves the model_dir as it was (or absent), so the
+  # corrected command then runs.
   _check_arguments(num_steps, batch_size, eval_every, log_every, checkpoint_every,
                    nonfinite_policy)
+  _check_gin_config()
   strategy = distribute.make_strategy(distribution, tpu)
   if batch_size % strategy.num_replicas_in_sync:
     raise ValueError(f'batch_size {batch_size} is not divisible by the '
                      f'{strategy.num_replicas_in_sync} replicas of the '
                      f'{type(strategy).__name__}.')
   task.check_inputs()
+  tf.keras.utils.set_random_seed(seed)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+  step_var, skipped_var = _build(strategy, task, batch_size, seed)
+  data = getattr(task, 'data', None)
   run = run_dir_lib.RunDir(model_dir, distribute.is_chief(strategy), worker_dir,
                            distribute.task_info(strategy))
-  state = run.start(gin.config_str(), num_steps)
+  # The first write: the lease (the chief's), then config.gin and the data's identity.
+  state = run.start(gin.config_str(), num_steps,
+                    data.identity() if hasattr(data, 'identity') else None)
   if state == 'finished':
     final = run.finished_metrics()
     _LOG.info('%s holds a finished run of %d steps (final_metrics.json): nothing to do, '
               'nothing was changed. Raise train.num_steps to continue it, or use a new '
               '--model_dir.', model_dir, num_steps)
     return final
-  tf.keras.utils.set_random_seed(seed)
-  if deterministic:
-    tf.config.experimental.enable_op_determinism()
+  cleanup.callback(run.close)
 
-  step_var, skipped_var, manager = _build_and_restore(strategy, task, run, batch_size, seed,
-                                                     max_checkpoints)
+  manager = _restore(task, run, step_var, skipped_var, max_checkpoints)
   start_step = int(step_var.numpy())
   # The data stream is a function of (seed, step): start it where the checkpoint stopped.
   iterator = iter(strategy.distribute_datasets_from_function(
@@ -146,7 +168,10 @@ def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
   clock = _Progress(num_steps, start_step, wall_before, eval_every, evaluator)
 
   step, final, operative_written = start_step, {}, False
-  with _SignalFlag(signal.SIGTERM) as terminate:
+  weights_before = weights_digest(task)  # Did this session change any weight?
+  # SIGTERM (a preemption notice) and SIGINT (Ctrl-C) stop the loop at the end of the current
+  # call, after a checkpoint; a second SIGINT stops at once (KeyboardInterrupt).
+  with _SignalFlag(signal.SIGTERM, signal.SIGINT) as terminate:
     while True:
       if step % eval_every == 0 or step == num_steps:
         final = evaluator(step)
@@ -174,17 +199,32 @@ def _train(model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
         with clock.timings.timed('checkpoint'):
           manager.save(checkpoint_number=step)
       if terminate.signal is not None:
-        _LOG.warning('Received signal %d: saved a checkpoint at step %d and stopped. Rerun '
-                     'the same command to resume.', terminate.signal, step)
+        _LOG.warning('Received %s: saved a checkpoint at step %d and stopped (exit status %d). '
+                     'Rerun the same command to resume.', signal.Signals(terminate.signal).name,
+                     step, 128 + terminate.signal)
         raise SystemExit(128 + terminate.signal)
+  if terminate.signal is not None:  # During the last evaluation: the run is complete.
+    _LOG.warning('Received %s during the last evaluation: every step is done and '
+                 'checkpointed, so the run finishes (export, final_metrics.json) instead of '
+                 'stopping.', signal.Signals(terminate.signal).name)
 
   if not operative_written:
     run.write_operative_config(train_writer, step)
   with clock.timings.timed('export'):
     run.export(task, {'step': step, 'seed': seed})
+  skipped = int(skipped_var.numpy())
+  reasons = degenerate_reasons(
+      metrics_log.read(run.path), step, skipped, task.train_objective,
+      weights_changed=(None if step == start_step
+                       else weights_digest(task) != weights_before))
   final_scalars = dict(scalars(final), step=step, **clock.wall_times(),
-                       time=clock.time_split(evaluator))
+                       time=clock.time_split(evaluator), skipped_steps=skipped,
+                       status='degenerate' if reasons else 'ok', degenerate_reasons=reasons)
   run.write_final_metrics(final_scalars)
+  if reasons:
+    _LOG.warning('DEGENERATE RUN: it learned nothing: %s. final_metrics.json records '
+                 "status 'degenerate'; its numbers are not a result of the method.",
+                 '; '.join(reasons))
   _LOG.info('Finished %d steps in %s; results in %s', step,
             format_duration(final_scalars['wall_seconds_this_session']), model_dir)
   return final_scalars
@@ -218,20 +258,52 @@ def remaining_evaluations(step, num_steps, eval_every):
   return count + (1 if num_steps % eval_every else 0)
 
 
-def _build_and_restore(strategy, task, run, batch_size, seed, max_checkpoints):
-  """Builds the task and the loop's counters under the strategy's scope, and restores the
-  newest readable checkpoint if there is one; -> (step, skipped_steps, CheckpointManager)."""
+def _check_gin_config():
+  """gin's checks of the whole config that it would otherwise make only when a configurable
+  is called (linear_probe, converged_probe: at the first evaluation, after the run's files
+  are written): every macro (%NAME) defined, no unknown reference, no %gin.REQUIRED left.
+
+  The rest is checked earlier or by building: gin refuses unknown configurables and
+  parameters of a fixed signature at parse time; the Keras layers (MLP, Bilinear, ...) take
+  **kwargs, so their parameter names are checked when task.build constructs them, which
+  precedes every write. Raises ValueError (one line).
+  """
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  macro = gin.config.get_configurable(gin.config.macro)
+  for ref in gin.config.iterate_references(config, to=macro):
+    if ref.config_key not in config:
+      name = ref.scoped_selector.rsplit('/', 1)[0]
+      raise ValueError(f'gin config: the macro %{name} is used but never defined (bind it: '
+                       f'{name} = <value>).')
+  try:
+    for hook in (gin.config.validate_macros_hook, gin.config.find_unknown_references_hook,
+                 gin.config.find_missing_overrides_hook):
+      hook(config)
+  except ValueError as e:
+    first = str(e).strip().splitlines()[0].split(' in config string')[0].rstrip(':')
+    raise ValueError(f'gin config: {first}.') from None
+
+
+def _build(strategy, task, batch_size, seed):
+  """Builds the task (models, optimizers) and the loop's counters under the strategy's
+  scope; writes nothing. -> (step, skipped_steps) variables."""
   with strategy.scope():
     task.build(batch_size, seed)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='skipped_steps')
+  return step_var, skipped_var
+
+
+def _restore(task, run, step_var, skipped_var, max_checkpoints):
+  """The run's CheckpointManager (its directory under the run's path), after restoring the
+  newest readable checkpoint if there is one."""
   checkpoint = tf.train.Checkpoint(step=step_var, skipped_steps=skipped_var,
                                    **task.trackables())
   manager = run.checkpoint_manager(checkpoint, max_checkpoints)
   restored = run_dir_lib.restore_newest(manager, checkpoint)
   if restored:
     _LOG.info('Resumed from %s at step %d.', restored, int(step_var.numpy()))
-  return step_var, skipped_var, manager
+  return manager
 
 
 def _make_train_loop(strategy, task, iterator, step_var, jit_compile, stop_on_nonfinite):
@@ -282,29 +354,103 @@ def _nonfinite_error(first_bad, latest_checkpoint):
       + "Lower the learning rate, or bind train.nonfinite_policy='skip' to skip such steps.")
 
 
+# A run "learned nothing" by its objective only with at least this many training log windows
+# (a few steps of a tiny test run prove nothing either way).
+MIN_OBJECTIVE_WINDOWS = 10
+
+
+def weights_digest(task):
+  """A digest of the values of every trainable weight of the task's models (the Keras layers
+  among ``task.trackables()``): equal digests, equal weights."""
+  digest = hashlib.sha256()
+  for name, obj in sorted(task.trackables().items()):
+    if isinstance(obj, keras.layers.Layer):
+      for variable in obj.trainable_weights:
+        digest.update(name.encode() + b'/' + variable.path.encode())
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+  return digest.hexdigest()
+
+
+def degenerate_reasons(records, steps, skipped_steps, objective,
+                       weights_changed=None, min_windows=MIN_OBJECTIVE_WINDOWS):
+  """Why a run that finished ``steps`` steps learned nothing; [] when nothing says so.
+
+  Conservative, one reason per sign: every step was skipped (non-finite, under
+  train.nonfinite_policy='skip'); else no trainable weight changed in this session
+  (``weights_changed`` False; None: not known, e.g. no step ran); else the training
+  ``objective`` (a metric the task minimises, e.g. 'loss'; None: the task has none that must
+  fall, e.g. an adversarial game) is not lower in the last training log window than in the
+  first, over the windows with a finite step (at least ``min_windows`` of them).
+
+  Args:
+    records: the run's metrics.jsonl records (``mi_tf.metrics_log.read``), every session.
+  """
+  if steps <= 0:
+    return []
+  if skipped_steps >= steps:
+    return [f'all {steps} training steps were skipped (non-finite loss or gradient, '
+            "train.nonfinite_policy = 'skip')"]
+  reasons = []
+  if weights_changed is False:
+    reasons.append('no trainable weight changed in this session')
+  windows = objective_windows(records, objective) if objective else []
+  if len(windows) >= min_windows:
+    (first_step, first), (last_step, last) = windows[0], windows[-1]
+    if not last < first:
+      reasons.append(f'the training {objective} did not fall: {first:.4g} in the first log '
+                     f'window (step {first_step}), {last:.4g} in the last (step {last_step})')
+  return reasons
+
+
+def objective_windows(records, metric):
+  """[(step, value)] of the training log windows of ``metric`` that had a finite step (a
+  window whose steps were all skipped logs 0.0, which is no value), in step order."""
+  train = {}
+  for r in records:
+    if r.get('split') == 'train' and r.get('metric') in (metric, 'skipped_steps'):
+      train.setdefault(r['step'], {})[r['metric']] = r['value']
+  out, last_step, last_skipped = [], 0, 0
+  for step in sorted(train):
+    value, skipped = train[step].get(metric), train[step].get('skipped_steps', last_skipped)
+    if (value is not None and skipped - last_skipped < step - last_step
+        and np.isfinite(value)):
+      out.append((step, float(value)))
+    last_step, last_skipped = step, skipped
+  return out
+
+
 class _SignalFlag(contextlib.AbstractContextManager):
-  """Records a signal (SIGTERM: a preemption notice) instead of dying of it, so the loop can
-  checkpoint first; ``signal`` is the number received, or None. The old handler comes back
+  """Records a signal (SIGTERM: a preemption notice; SIGINT: Ctrl-C) instead of dying of it,
+  so the loop can checkpoint first; ``signal`` is the first number received, or None. A
+  second SIGINT raises KeyboardInterrupt at once (no checkpoint). The old handlers come back
   on exit. Outside the main thread (some test runners) no handler can be set: a no-op."""
 
-  def __init__(self, signum):
-    self.signum = signum
+  def __init__(self, *signums):
+    self.signums = signums
     self.signal = None
-    self._old = None
+    self._old = {}
 
   def __enter__(self):
-    try:
-      self._old = signal.signal(self.signum, self._record)
-    except ValueError:
-      self._old = None
+    for signum in self.signums:
+      try:
+        self._old[signum] = signal.signal(signum, self._record)
+      except ValueError:
+        pass
     return self
 
   def _record(self, signum, frame):  # pylint: disable=unused-argument
-    self.signal = signum
+    if self.signal is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    if self.signal is None:
+      self.signal = signum
+      _LOG.warning('Received %s: stopping after this call of the training loop, with a '
+                   'checkpoint%s.', signal.Signals(signum).name,
+                   ' (Ctrl-C again stops at once, without one)'
+                   if signum == signal.SIGINT else '')
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(self.signum, self._old)
+    for signum, old in self._old.items():
+      signal.signal(signum, old)
     return False
 
 

@@ -38,6 +38,18 @@ TINY_BINDINGS = (
 )
 
 
+def dir_snapshot(root):
+  """{relative path: (mtime_ns, bytes)} of every file under ``root``: equal snapshots mean that
+  nothing was written there."""
+  out = {}
+  for folder, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns, f.read())
+  return out
+
+
 def checkpoint_weights(model_dir):
   """{variable name: value} of the newest checkpoint of a run (the checkpoint's bookkeeping
   entries left out), to compare runs bit for bit."""

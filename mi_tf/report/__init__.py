@@ -14,10 +14,14 @@ The package, by stage (each module's docstring says more):
       and the converged probe (``status_converged``).
   ``figures``  ``figure_<name>(table)`` -> a matplotlib Figure (or None without data).
   ``markdown`` ``render_markdown(...)``, ``replace_generated(text, section)``.
+  ``existing`` the report already in an output directory: its run inventory, the rule that a
+      report never holds fewer runs than the one it replaces (``FewerRuns``), and the merge
+      that keeps the settings a partial report has no runs of.
 The pure parts (tables in, results out) are tested on synthetic tables. ``write_report(...)``
 (here) writes results/curves.csv, results/summary.json, figures/*.png (also as TensorBoard
-images) and the generated section of REPRODUCTION.md. Setting names come from
-``mi_tf.study``; run directories, the runner's history and failures from ``mi_tf.runs``.
+images) and the generated section of REPRODUCTION.md, each replaced atomically, after the
+check. Setting names come from ``mi_tf.study``; run directories, the runner's history and
+failures from ``mi_tf.runs``.
 
 Only FINISHED runs enter the aggregates; unfinished, failed and missing runs are listed as such.
 Non-finite values (e.g. I_NWJ = -inf for a critic trained with InfoNCE) are kept with IEEE
@@ -30,9 +34,11 @@ import os
 import pathlib
 import re
 
+from mi_tf import files
 from mi_tf import runs as runs_lib
 from mi_tf import study
 from mi_tf.report import claims
+from mi_tf.report import existing
 from mi_tf.report import figures
 from mi_tf.report import markdown
 from mi_tf.report import results
@@ -60,6 +66,8 @@ from mi_tf.report.claims import separation
 from mi_tf.report.claims import spearman
 from mi_tf.report.claims import TRUE_MI_SEC4
 from mi_tf.report.claims import UNRESOLVED
+from mi_tf.report.existing import FewerRuns
+from mi_tf.report.existing import ReportError
 from mi_tf.report.figures import DPI
 from mi_tf.report.figures import FIGSIZE_1
 from mi_tf.report.figures import FIGSIZE_2
@@ -110,7 +118,9 @@ __all__ = [
     'DEFAULT_HEADER',
     'DPI',
     'END_MARK',
+    'existing',
     'FAIL',
+    'FewerRuns',
     'FIGSIZE_1',
     'FIGSIZE_2',
     'FIGSIZE_3',
@@ -132,6 +142,7 @@ __all__ = [
     'PASS',
     'render_markdown',
     'replace_generated',
+    'ReportError',
     'results',
     'REVERSED',
     'run_arguments',
@@ -183,8 +194,24 @@ def run_arguments(setting, seed, run):
   return sorted(out)
 
 
-def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, command=''):
+def _wall_total(wall_seconds):
+  """'[at least ]H:MM:SS' of {setting: [seconds, exact?]} together."""
+  exact = all(ok for _, ok in wall_seconds.values())
+  return ('' if exact else 'at least ') + _duration(sum(s for s, _ in wall_seconds.values()))
+
+
+def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, command='',
+                 allow_fewer_runs=False):
   """Loads the runs, writes results/, figures/, TensorBoard images and REPRODUCTION.md.
+
+  Never loses results (``mi_tf.report.existing``): the report covers the settings of the plan
+  and those with runs in runs_dir (its scope); if a setting of the scope would hold fewer
+  finished runs than the report already in output_dir holds for it, nothing is written and
+  ``FewerRuns`` is raised (unless ``allow_fewer_runs``). The existing report's other settings
+  are kept (their rows, inventory, final values and figures; the claims are decided again on
+  the merged table), and only the figures that read a setting of the scope are redrawn or
+  removed. Every file is replaced atomically (a temporary file in its directory, then a
+  rename): a report stopped halfway leaves each file whole, old or new.
 
   Args:
     runs_dir: root of <setting>/seed<k> run directories.
@@ -193,15 +220,31 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       inventory of missing runs.
     tensorboard_dir: where the figures are logged as images (None: not logged).
     command: the command line, quoted in the report.
+    allow_fewer_runs: replace the existing report's runs even with fewer.
 
   Returns:
-    dict: claims, paths.
+    dict: claims, table, figures ({name: path|None}), path, kept (settings kept).
+
+  Raises:
+    ReportError: output_dir or runs_dir is a file, or the existing report is unreadable;
+      FewerRuns (a ReportError): see above. Nothing is written then.
   """
+  for name, path in (('output_dir', output_dir), ('runs_dir', runs_dir)):
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise ReportError(f'{name} {path} is a file, not a directory.')
   runs = load_runs(runs_dir)
+  planned = [(r.setting.name, r.seed) for r in planned_runs]
+  inv = inventory(runs, planned)
+  scope = set(inv)
+  old = existing.read(output_dir)
+  existing.check(old, output_dir, {s: len(e['finished']) for s, e in inv.items()}, scope,
+                 allow_fewer_runs)
+  kept = existing.kept_settings(old, scope)
+
   finished = {s: {seed: r['records'] for seed, r in by_seed.items() if r['finished']}
               for s, by_seed in runs.items()}
   finished = {s: v for s, v in finished.items() if v}
-  rows = aggregate(finished)
+  rows = existing.merge_rows(aggregate(finished), old, kept)
   table = Table(rows)
   claims = check_claims(table)
   flags = {}  # {setting: arguments of its finished runs beyond the study's}.
@@ -211,16 +254,8 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
     if args:
       flags[s] = args
 
-  results_dir = os.path.join(output_dir, 'results')
-  os.makedirs(results_dir, exist_ok=True)
-  write_csv(rows, os.path.join(results_dir, 'curves.csv'))
-  figures = write_figures(table, os.path.join(output_dir, 'figures'), flags)
-  if tensorboard_dir:
-    write_tensorboard_images(figures, tensorboard_dir)
-
   walls = runs_lib.wall_seconds(runs, runs_dir)  # {setting: [(seconds, exact?)]}.
-  steps, wall, versions, hosts, total_seconds = {}, {}, None, set(), 0.0
-  total_exact = True
+  steps, wall, wall_seconds, versions, hosts = {}, {}, {}, None, set()
   for s, by_seed in runs.items():
     step_set, configs = set(), set()
     for run in by_seed.values():
@@ -243,36 +278,61 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       # A run resumed before runs recorded their total shows its last session only: the
       # mean is then a lower bound.
       wall[s] = ('' if exact else '≥ ') + _duration(sum(seconds) / len(seconds))
-      total_seconds += sum(seconds)
-      total_exact &= exact
+      wall_seconds[s] = [sum(seconds), exact]
   failures = {k: v for k, v in runs_lib.read_failures(runs_dir).items()
               if not runs.get(v.get('setting'), {}).get(v.get('seed'), {}).get('finished')}
-  inv = inventory(runs, [(r.setting.name, r.seed) for r in planned_runs])
   info = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'command': command,
           'commit': runs_lib.git_info(), 'runs_dir': os.path.abspath(runs_dir),
           'machine': machine_info(), 'steps': steps, 'wall': wall, 'hosts': sorted(hosts),
-          'flags': flags,
-          'total_wall': ('' if total_exact else 'at least ') + _duration(total_seconds),
+          'flags': flags, 'wall_seconds': wall_seconds,
           'versions': ', '.join(f'{k} {v}' for k, v in (versions or {}).items()
                                 if k in ('tensorflow', 'keras', 'scikit-learn', 'python'))}
-  rel_figures = {k: (os.path.relpath(v, output_dir) if v else None) for k, v in figures.items()}
+  # The kept settings' final values are taken from the existing summary where it has them.
+  finals = {s: {m: table.final(s, m) for m in table.metrics(s)} for s in table.settings()}
+  parts = existing.merge_summary(old, kept, {
+      'inventory': inv, 'failures': failures, 'info': info,
+      'final_values': {s: {m: {k: r[k] for k in ('step', 'n', 'mean', 'sd', 'min', 'max')}
+                           for m, r in v.items()} for s, v in finals.items()}})
+  inv, failures, info = parts['inventory'], parts['failures'], parts['info']
+  info['total_wall'] = _wall_total(info['wall_seconds'])
+
+  # Only now, with nothing refused, is anything written.
+  results_dir = os.path.join(output_dir, 'results')
+  figures_dir = os.path.join(output_dir, 'figures')
+  os.makedirs(results_dir, exist_ok=True)
+  owned = existing.owned_figures(scope)
+  drawn = write_figures(table, figures_dir, info['flags'], names=owned)
+  old_figures = ((old.summary or {}).get('figures') or {}) if old else {}
+  paths = {}
+  for name in FIGURES:
+    if name in owned:
+      paths[name] = drawn[name]
+    elif old_figures.get(name) and os.path.isfile(os.path.join(output_dir, old_figures[name])):
+      paths[name] = os.path.join(output_dir, old_figures[name])
+    else:
+      paths[name] = None
+  if tensorboard_dir:
+    write_tensorboard_images(paths, tensorboard_dir)
+  write_csv(rows, os.path.join(results_dir, 'curves.csv'))
+  rel_figures = {k: (os.path.relpath(v, output_dir) if v else None) for k, v in paths.items()}
   section = render_markdown(table, claims, inv, failures, rel_figures, info)
   path = os.path.join(output_dir, 'REPRODUCTION.md')
-  old = pathlib.Path(path).read_text() if os.path.exists(path) else None
-  pathlib.Path(path).write_text(replace_generated(old, section))
-
-  finals = {s: {m: table.final(s, m) for m in table.metrics(s)} for s in table.settings()}
+  text = pathlib.Path(path).read_text() if os.path.exists(path) else None
+  files.write_atomic(path, replace_generated(text, section))
   summary = {'generated': info, 'claims': claims, 'inventory': inv, 'failures': failures,
-             'final_values': {s: {m: {k: r[k] for k in ('step', 'n', 'mean', 'sd', 'min', 'max')}
-                                  for m, r in v.items()} for s, v in finals.items()},
-             'figures': rel_figures}
-  with open(os.path.join(results_dir, 'summary.json'), 'w') as f:
-    json.dump(_json_safe(summary), f, indent=1, sort_keys=True)
+             'final_values': parts['final_values'], 'figures': rel_figures}
+  # Last: the run inventory the next report is checked against.
+  files.write_atomic(os.path.join(results_dir, 'summary.json'),
+                     json.dumps(_json_safe(summary), indent=1, sort_keys=True))
   for c in claims:
     colab = (f'; {c["colab_setting"]}: {c["colab_status"]} / '
              f'{c.get("colab_status_converged")}' if 'colab_status' in c else '')
     verdict = (f'{c["status"]} (reads no probe)' if c.get('probe') is None else
                f'{c["status"]} (paper probe), {c["status_converged"]} (converged probe)')
     print(f'Claim {c["id"]}: {verdict}{colab}')
-  print(f'Wrote {path}, {results_dir}/, {os.path.join(output_dir, "figures")}/')
-  return {'claims': claims, 'table': table, 'figures': figures, 'path': path}
+  if kept:
+    print(f'Kept {len(kept)} setting(s) of the earlier report (no runs of them planned or '
+          f'found): {", ".join(kept)}')
+  print(f'Wrote {path}, {results_dir}/, {figures_dir}/ ({len(owned)} of {len(FIGURES)} '
+        'figures redrawn)')
+  return {'claims': claims, 'table': table, 'figures': paths, 'path': path, 'kept': kept}

@@ -9,6 +9,7 @@ authors' code's learning rates; the estimates and their difference to the true M
 matplotlib and TensorFlow are imported inside the functions that need them.
 """
 
+import io
 import math
 import os
 import pathlib
@@ -16,6 +17,7 @@ import textwrap
 
 import numpy as np
 
+from mi_tf import files
 from mi_tf import study
 from mi_tf.report.claims import TRUE_MI_SEC4
 from mi_tf.report.results import ACC
@@ -293,31 +295,40 @@ FIGURES = {
 }
 
 
-def write_figures(table, figures_dir, flags=None):
-  """Writes every figure with data as <figures_dir>/<name>.png; returns {name: path|None}.
+def write_figures(table, figures_dir, flags=None, names=None):
+  """Writes the figures with data as <figures_dir>/<name>.png; returns {name: path|None}.
+
+  Each PNG is replaced atomically (``files.write_atomic``: a temporary file in figures_dir,
+  then a rename), so a report stopped halfway leaves every figure whole, old or new. A
+  figure without data is not drawn and its PNG of an earlier report (of runs that are gone)
+  is removed.
 
   Args:
     table: the results Table.
     figures_dir: where the PNGs go.
     flags: {setting: [arguments]} of settings whose runs were started with other arguments
       than the study's; the title of every figure that reads one says so (``flag_title``).
+    names: the figures to write (default: all of FIGURES); the others' files are left alone.
   """
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   os.makedirs(figures_dir, exist_ok=True)
   reads = study.figure_settings()
   out = {}
   for name, fn in FIGURES.items():
+    if names is not None and name not in names:
+      continue
     fig = fn(table)
     if fig is not None and flags:
       flag_title(fig, {s: flags[s] for s in reads.get(name, ()) if flags.get(s)})
     path = os.path.join(figures_dir, f'{name}.png')
     if fig is None:
       out[name] = None
-      if os.path.exists(path):  # A stale figure of runs that are gone.
-        os.remove(path)
+      files.remove(path)  # A stale figure of runs that are gone (if any).
       continue
-    fig.savefig(path, dpi=DPI)
+    png = io.BytesIO()
+    fig.savefig(png, format='png', dpi=DPI)
     plt.close(fig)
+    files.write_atomic(path, png.getvalue())
     out[name] = path
   return out
 

@@ -1,8 +1,9 @@
 """The generated section of REPRODUCTION.md: claims, final values, figures and runs.
 
 ``render_markdown(...)`` renders it from the table, the claims, the inventory of runs and the
-failures; ``replace_generated(text, section)`` puts it between the markers of an existing
-REPRODUCTION.md, keeping the text outside them.
+failures (settings kept from an earlier report, ``info['kept_from']``, are named with the report
+they come from); ``replace_generated(text, section)`` puts it between the markers of an
+existing REPRODUCTION.md, keeping the text outside them.
 """
 
 import datetime
@@ -99,6 +100,15 @@ def render_markdown(table, claims, inv, failures, figures, info):
   w(f'Generated {info["date"]} by `{info["command"]}` at commit {info["commit"]}, from the '
     f'runs in `{info["runs_dir"]}`.')
   w()
+  groups = {}  # Settings kept from earlier reports, by the report they come from.
+  for s, src in sorted((info.get('kept_from') or {}).items()):
+    key = tuple((src or {}).get(k) or '?' for k in ('date', 'command', 'commit', 'runs_dir'))
+    groups.setdefault(key, []).append(s)
+  for (date, command, commit, runs_dir), names in groups.items():
+    w(f'Kept as the report of {date} by `{command}` at commit {commit} (runs in `{runs_dir}`) '
+      f'wrote them, as this report neither planned nor found runs of them: '
+      f'{", ".join(f"`{n}`" for n in names)}.')
+    w()
   w(f'Machine: {m["cpu_cores"]} CPU cores ({m["cpu"]}), '
     f'{m.get("memory_gib", "?")} GiB memory, {m["gpus"]} GPU(s); {m["platform"]}, '
     f'Python {m["python"]}. Versions of the runs: {info.get("versions") or "unknown"}. '

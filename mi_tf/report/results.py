@@ -12,12 +12,14 @@ semantics: a mean over seeds with a -inf is -inf, its SD NaN; ``n_nonfinite`` co
 """
 
 import csv
+import io
 import math
 import pathlib
 import re
 
 import numpy as np
 
+from mi_tf import files
 from mi_tf import jsonl
 
 ACC = 'probe/test_accuracy'         # The paper's probe (SAGA, at every evaluation).
@@ -247,12 +249,19 @@ def _fmt_csv(value):
   return value
 
 
+def csv_text(rows):
+  """The rows as CSV text (CSV_COLUMNS; floats with 7 significant digits)."""
+  out = io.StringIO()
+  w = csv.writer(out, lineterminator='\r\n')
+  w.writerow(CSV_COLUMNS)
+  for r in rows:
+    w.writerow([_fmt_csv(r[c]) for c in CSV_COLUMNS])
+  return out.getvalue()
+
+
 def write_csv(rows, path):
-  with open(path, 'w', newline='') as f:
-    w = csv.writer(f)
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-      w.writerow([_fmt_csv(r[c]) for c in CSV_COLUMNS])
+  """Replaces ``path`` with the rows as CSV, atomically (``files.write_atomic``)."""
+  files.write_atomic(path, csv_text(rows))
 
 
 def _json_safe(obj):

@@ -9,6 +9,10 @@ here:
   the gin files, and usage errors as one line (exit status 2);
 - logging: Python logging, ``HH:MM:SS LEVEL message``, ``mi_tf`` at INFO; ``RunLog`` appends
   the same lines to a file of the run;
+- errors: a run that fails for a known reason (``RUN_ERRORS``: a bad binding, a gin file's
+  syntax, data not found or corrupt, a file system refusing the run's files, a peer or TPU
+  that does not answer) prints one ERROR line and exits 1; ``--verbose`` adds the traceback;
+  Ctrl-C outside the training loop's own handling exits 130 with one line (``failure``);
 - a quiet TensorFlow start: ``mi_tf.tf_quiet`` (also used by ``mi_tf.reproduce``).
 
 Plain Python: importing this package imports neither TensorFlow nor gin.
@@ -18,9 +22,12 @@ import contextlib
 import datetime
 import logging
 import os
+import re
 import shlex
+import signal
 import sys
 import textwrap
+import tokenize
 
 from absl import flags
 
@@ -31,6 +38,14 @@ from mi_tf import tf_quiet
 LOG_FORMAT = '%(asctime)s %(levelname)s %(message)s'
 LOG_DATEFMT = '%H:%M:%S'
 USAGE_ERROR = 2  # Exit status of a bad command line (1: the run itself failed).
+RUN_FAILED = 1
+INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C (130), as a shell reports it.
+# Errors a run reports as one ERROR line (exit status 1); anything else is a bug: a traceback.
+# TensorFlow's own errors (tf.errors.OpError: a file system refusing a write, a read that
+# fails) count too (``is_run_error``; this module does not import TensorFlow).
+RUN_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError, SyntaxError,
+              tokenize.TokenError)
+VERBOSE_HINT = '(--verbose shows the traceback)'
 
 
 # ------------------------------------------------------------------ flags
@@ -109,6 +124,79 @@ def help_text(doc, fv, extra=''):
   if extra:
     parts.append(extra)
   return '\n\n'.join(parts) + '\n'
+
+
+def define_verbose(fv):
+  """--verbose, into the FlagValues ``fv``."""
+  flags.DEFINE_boolean('verbose', False, 'on an error, also print its traceback (by default: '
+                       'one ERROR line).', flag_values=fv)
+
+
+# ------------------------------------------------------------------ errors
+
+def is_run_error(error):
+  """Whether ``error`` is a known way for a run to fail (``RUN_ERRORS``, or a TensorFlow
+  OpError) rather than a bug."""
+  if isinstance(error, RUN_ERRORS):
+    return True
+  tf = sys.modules.get('tensorflow')
+  errors = getattr(tf, 'errors', None)
+  return errors is not None and isinstance(error, errors.OpError)
+
+
+def error_line(error, gin_paths=()):
+  """'Type: message' of ``error`` on one line: a gin file's syntax error names the file and
+  the line; TensorFlow's errors lose their op and node decoration.
+
+  Args:
+    gin_paths: the gin files read, to find the one a tokenize.TokenError (an unclosed
+      bracket or string, which gin reports without a file) comes from.
+  """
+  name = type(error).__name__
+  text = f' ({error.text.strip()!r})' if getattr(error, 'text', None) else ''
+  if isinstance(error, SyntaxError) and error.filename:
+    message = f'gin file {error.filename}, line {error.lineno}: {error.msg}{text}'
+  elif isinstance(error, SyntaxError):
+    message = f'gin binding: {error.msg}{text}'
+  elif isinstance(error, tokenize.TokenError):
+    where = _token_error_file(gin_paths)
+    message = (f'gin file {where or "(one of the files given)"}: {error.args[0]} (an unclosed '
+               'bracket, parenthesis or string)')
+  elif not isinstance(error, RUN_ERRORS) and isinstance(getattr(error, 'message', None), str):
+    # TensorFlow's OpError: its first line, without the op and node decoration.
+    lines = [line for line in error.message.splitlines() if line.strip()] or [name]
+    message = re.sub(r'\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$', '', lines[0])
+  else:
+    message = str(error)
+  # gin adds where a configurable raised (with a function's repr): the message says enough.
+  message = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", '', message)
+  return f'{name}: {" ".join(message.split())}'
+
+
+def _token_error_file(paths):
+  """The first of ``paths`` that Python's tokenizer (gin's) cannot read to its end."""
+  for path in paths:
+    try:
+      with open(path, encoding='utf-8') as f:
+        list(tokenize.generate_tokens(f.readline))
+    except tokenize.TokenError:
+      return path
+    except (OSError, SyntaxError, UnicodeDecodeError):
+      continue
+  return None
+
+
+def failure(error, verbose, gin_paths=(), interrupted=''):
+  """Reports a run's failure in one ERROR line (and the traceback with ``verbose``);
+  returns the exit status: INTERRUPTED for Ctrl-C (the line adds ``interrupted``), else
+  RUN_FAILED."""
+  if isinstance(error, KeyboardInterrupt):
+    logging.error('Interrupted (SIGINT).%s', f' {interrupted}' if interrupted else '',
+                  exc_info=error if verbose else None)
+    return INTERRUPTED
+  logging.error('%s%s', error_line(error, gin_paths), '' if verbose else ' ' + VERBOSE_HINT,
+                exc_info=error if verbose else None)
+  return RUN_FAILED
 
 
 # ------------------------------------------------------------------ logging

@@ -18,11 +18,11 @@ trained with (else mnist, 0.0). --also_fast adds the converged probe's accuracy.
 (mi_tf.probe.converged_probe: full-batch L-BFGS in TensorFlow, about 30 s on 60k x 392 pixels);
 --probe=fast stops the same solver at a looser tolerance (5.7 s there, within 0.1 point;
 BENCHMARKS.md section 5).
-Exit status: 0 done, 1 the probe failed (one ERROR line), 2 a bad command line.
+Exit status: 0 done, 1 the probe failed (one ERROR line; --verbose adds the traceback), 2 a
+bad command line, 130 Ctrl-C.
 """
 
 import json
-import logging
 import os
 import sys
 
@@ -32,7 +32,6 @@ from mi_tf import scripts
 
 PROGRAM = 'mi-tf-probe'
 RESULT_FILE = 'probe_result.json'  # Next to the export (in the run directory).
-RUN_ERRORS = (ValueError, FileNotFoundError, RuntimeError, FloatingPointError)
 
 
 def define_flags(fv):
@@ -62,6 +61,7 @@ def define_flags(fv):
   flags.DEFINE_string('output', None, 'JSON result path (default: <saved_model>/../'
                       f'{RESULT_FILE}; with --pixels: none, the result is only printed).',
                       flag_values=fv)
+  scripts.define_verbose(fv)
   flags.register_multi_flags_validator(
       ['saved_model', 'pixels'], lambda v: (v['saved_model'] is not None) != bool(v['pixels']),
       message='give exactly one of --saved_model and --pixels', flag_values=fv)
@@ -88,10 +88,10 @@ def main(argv=None):
   fv, status = scripts.start(PROGRAM, __doc__, define_flags, argv)
   if fv is None:
     return status
-  from mi_tf import evaluation  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-  from mi_tf import files  # pylint: disable=g-import-not-at-top
   output = output_path(fv)
   try:
+    from mi_tf import evaluation  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+    from mi_tf import files  # pylint: disable=g-import-not-at-top
     result = evaluation.probe_saved_model(
         saved_model=fv.saved_model, dataset=fv.dataset, data_dir=fv.data_dir,
         noise_std=fv.noise_std, train_split=fv.train_split, test_split=fv.test_split,
@@ -99,9 +99,10 @@ def main(argv=None):
     text = json.dumps(result, indent=2, sort_keys=True)
     if output:
       files.write_atomic(output, text + '\n')
-  except RUN_ERRORS as e:
-    logging.error('%s: %s', type(e).__name__, e)
-    return 1
+  except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
+    if not (scripts.is_run_error(e) or isinstance(e, KeyboardInterrupt)):
+      raise  # A bug: its traceback.
+    return scripts.failure(e, fv.verbose)
   print(text)
   fast = (f'; converged (fast) probe {100 * result["fast_test_accuracy"]:.2f}%'
           if 'fast_test_accuracy' in result else '')

@@ -20,6 +20,10 @@ class Task:
   name = 'task'
   # Evaluation metrics that must be finite (training stops otherwise); others are only logged.
   finite_metrics = ()
+  # The training-log metric the task minimises: a finished run whose last log window is not
+  # below its first is recorded as degenerate (train_lib.degenerate_reasons); None: no such
+  # metric (it need not fall in a working run).
+  train_objective = 'loss'
 
   def check_inputs(self):
     """Validates data and settings before anything is built or written."""
