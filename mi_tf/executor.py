@@ -278,8 +278,8 @@ def execute(run, repo_dir=runs_lib.REPO_DIR, python=sys.executable, gin_bindings
   failure = None
   if returncode == 0 and runs_lib.state(run) == 'finished':
     runs_lib.write_failure(run, None)
-  elif returncode in (-signal.SIGTERM, 128 + signal.SIGTERM):
-    pass  # Stopped by its driver (it checkpointed): neither a failure nor finished.
+  elif returncode in runs_lib.STOPPED:
+    pass  # Stopped by a signal (it checkpointed): neither a failure nor finished.
   else:
     failure = dict(record, command=cmd, log=log_path, error=error_line(output),
                    tail='\n'.join(output.splitlines()[-30:]))

@@ -31,6 +31,8 @@ import uuid
 from mi_tf import files
 
 LEASE_FILE = '.runner.lease'
+# The lease of a training process on its model_dir (mi_tf.run_dir): one writer per run.
+TRAIN_LEASE_FILE = '.train.lease'
 DEFAULT_TTL = 120.0  # Seconds without renewal after which a lease is stale.
 
 

@@ -58,7 +58,7 @@ class RunInUseError(RunDirError):
 
 # The lease of the one process that writes a model_dir (``mi_tf.leases``; the runner's own is
 # .runner.lease): taken before the first write, renewed while training, released at the end.
-TRAIN_LEASE_FILE = '.train.lease'
+TRAIN_LEASE_FILE = leases.TRAIN_LEASE_FILE
 # run_info.json's record of what the data is (``ImageHalves.identity``): a resume must match.
 DATA_KEY = 'data'
 

@@ -357,8 +357,10 @@ def status_table(runs, runs_dir):
 
 # ------------------------------------------------------------------ wall times
 
-# Exit statuses of a runner attempt that ended a training session: finished, or SIGTERM.
-_SESSION_ENDS = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+# Exit statuses of a runner attempt that ended a training session: finished, or stopped by
+# SIGTERM or SIGINT (the training checkpoints first and exits with 128 + the signal).
+STOPPED = (-signal.SIGTERM, 128 + signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGINT)
+_SESSION_ENDS = (0,) + STOPPED
 
 
 def run_wall_seconds(run, history_seconds=None):

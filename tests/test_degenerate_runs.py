@@ -103,3 +103,15 @@ def test_the_objective_rule_is_conservative():
   assert '0.1 in the first log window (step 100), 1 in the last (step 1000)' in reason
   # No step run (num_steps = 0): nothing to judge.
   assert train_lib.degenerate_reasons([], 0, 0, 'loss', weights_changed=False) == []
+
+
+def test_the_report_lists_a_degenerate_run_apart():
+  from mi_tf.report import results  # pylint: disable=g-import-not-at-top
+  ok = {'finished': True, 'records': [], 'config': 'x', 'final': {'status': 'ok', 'step': 4}}
+  bad = {'finished': True, 'records': [], 'config': 'x',
+         'final': {'status': 'degenerate', 'step': 4,
+                   'degenerate_reasons': ['every step was skipped']}}
+  inv = results.inventory({'sec4_iid': {0: ok, 1: bad}}, [('sec4_iid', 0), ('sec4_iid', 1)])
+  assert inv['sec4_iid']['finished'] == [0, 1]
+  assert inv['sec4_iid']['degenerate'] == {1: ['every step was skipped']}
+  assert 'degenerate' not in results.inventory({'sec4_iid': {0: ok}}, [])['sec4_iid']

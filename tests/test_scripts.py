@@ -26,7 +26,7 @@ def _final_step(model_dir):
     return json.load(f)['step']
 
 
-def test_train_takes_gin_files_by_name_and_appends_each_session_to_train_log(
+def test_train_takes_gin_files_by_name_and_each_owning_session_appends_to_train_log(
     tmp_path, monkeypatch):
   cwd = tmp_path / 'cwd'
   cwd.mkdir()
@@ -48,11 +48,17 @@ def test_train_takes_gin_files_by_name_and_appends_each_session_to_train_log(
   assert log[0].startswith('==== ') and '--gin_file=six_steps.gin' in log[0]
   assert 'mi_tf 0.1.0' in log[0]
   assert any(re.fullmatch(r'\d\d:\d\d:\d\d INFO Finished 6 steps in .*', line) for line in log)
-  # A second session (nothing left to do) appends to the same file.
+  # Commands that do not own the run append nothing: one that finds it finished, one refused
+  # (a typo), one on another process's run (its lease).
+  before = (model_dir / 'train.log').read_text()
   assert train.main(argv) == 0
+  assert train.main(argv + ['--gin_bindings=train.num_stepz = 7']) == 1
+  assert (model_dir / 'train.log').read_text() == before
+  # A continued session (more steps) appends its own lines after a second header.
+  assert train.main(argv + ['--gin_bindings=train.num_steps = 8']) == 0
   log = (model_dir / 'train.log').read_text().splitlines()
   assert sum(line.startswith('==== ') for line in log) == 2
-  assert 'holds a finished run' in log[-1]
+  assert any(re.fullmatch(r'\d\d:\d\d:\d\d INFO Finished 8 steps in .*', line) for line in log)
 
 
 def test_train_reads_a_flagfile(tmp_path, monkeypatch):

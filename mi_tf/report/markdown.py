@@ -249,6 +249,15 @@ def render_markdown(table, claims, inv, failures, figures, info):
     planned = ', '.join(map(str, e['planned'])) or '(not planned)'
     w(f'| {s} | {planned} | {", ".join(map(str, e["finished"]))} | {partial} '
       f'| {", ".join(map(str, failed))} | {", ".join(map(str, missing))} |')
+  degenerate = [(s, seed, reasons) for s in sorted(inv)
+                for seed, reasons in sorted((inv[s].get('degenerate') or {}).items())]
+  if degenerate:
+    w()
+    w('DEGENERATE runs (finished, and counted above, but they learned nothing: look at them '
+      'before reading their setting\'s numbers):')
+    w()
+    for s, seed, reasons in degenerate:
+      w(f'- `{s}/seed{seed}`: {"; ".join(reasons)}')
   if failures:
     w()
     w('Failed runs (last lines of their log; rerunning the command retries them):')

@@ -284,7 +284,11 @@ def inventory(runs, planned):
     planned: list of (setting, seed) of the plan (may be empty).
   Returns:
     {setting: {'planned': [seeds], 'finished': [...], 'partial': {seed: last eval step},
-               'missing': [...]}}; failed runs are marked by the caller (runs.read_failures).
+               'missing': [...], 'degenerate': {seed: [reasons]}}}; failed runs are marked
+    by the caller (runs.read_failures). A degenerate run (final_metrics.json 'status':
+    'degenerate': every step skipped, no weight changed, or a loss that did not fall) is
+    finished and counted in the aggregates; the report lists it apart so that nobody reads
+    it as an ordinary result.
   """
   out = {}
   for setting, seed in planned:
@@ -298,6 +302,9 @@ def inventory(runs, planned):
       run = by_seed.get(seed)
       if run and run['finished']:
         entry['finished'].append(seed)
+        if (run.get('final') or {}).get('status') == 'degenerate':
+          entry.setdefault('degenerate', {})[seed] = list(
+              run['final'].get('degenerate_reasons') or ['(no reason recorded)'])
       elif run and (run['records'] or run['config']):
         steps = [r['step'] for r in run['records'] if r['split'] == 'eval']
         entry['partial'][seed] = max(steps) if steps else None

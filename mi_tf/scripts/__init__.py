@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sys
 import textwrap
 import tokenize
@@ -32,6 +33,7 @@ import tokenize
 from absl import flags
 
 from mi_tf import gin_files
+from mi_tf import leases
 from mi_tf import provenance
 from mi_tf import tf_quiet
 
@@ -234,9 +236,13 @@ class RunLog(logging.Handler):
   """Appends every log record of this process to ``<model_dir>/<name>``, formatted as on
   stderr, after a ``==== <time> <argv> (mi_tf <version>, <commit>)`` line per session.
 
-  Nothing is written while model_dir does not exist (records are kept until it does, or
-  dropped at ``close()``): a command line that fails before the run starts (a typo in a
-  binding) leaves no directory behind. Only for local model_dirs (see ``attach``).
+  Nothing is written until this process owns the run, i.e. holds its training lease
+  (``leases.TRAIN_LEASE_FILE``, taken by ``mi_tf.run_dir`` before the run's first write);
+  from then on every record is appended, also after the lease is released (the run's final
+  ERROR line). Records before are kept until then, or dropped at ``close()``: a command that
+  is refused (a typo in a binding, another process training the run, other data) or that
+  finds the run finished leaves the model_dir as it was. Only for local model_dirs (see
+  ``attach``).
   """
 
   def __init__(self, model_dir, name, argv):
@@ -250,6 +256,7 @@ class RunLog(logging.Handler):
                     f'(mi_tf {version["package_version"]}, {provenance.short(version)})')
     self._pending = []
     self._failed = False
+    self._owned = False
 
   def emit(self, record):
     try:
@@ -259,7 +266,7 @@ class RunLog(logging.Handler):
       self.handleError(record)
 
   def flush(self):
-    if self._failed or not self._pending or not os.path.isdir(self.model_dir):
+    if self._failed or not self._pending or not self._owns_run():
       return
     lines = ([self._header] if self._header else []) + self._pending
     self._header, self._pending = None, []
@@ -270,6 +277,13 @@ class RunLog(logging.Handler):
       self._failed = True
       print(f'WARNING: cannot append to {self.path} ({e}); logging to stderr only.',
             file=sys.stderr)
+
+  def _owns_run(self):
+    if not self._owned:
+      lease = leases.read(self.model_dir, leases.TRAIN_LEASE_FILE)
+      self._owned = bool(lease) and lease.get('pid') == os.getpid() and (
+          lease.get('host') == socket.gethostname())
+    return self._owned
 
   @classmethod
   @contextlib.contextmanager

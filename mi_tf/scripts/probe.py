@@ -22,7 +22,6 @@ Exit status: 0 done, 1 the probe failed (one ERROR line; --verbose adds the trac
 bad command line, 130 Ctrl-C.
 """
 
-import json
 import os
 import sys
 
@@ -92,11 +91,12 @@ def main(argv=None):
   try:
     from mi_tf import evaluation  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
     from mi_tf import files  # pylint: disable=g-import-not-at-top
+    from mi_tf import jsonl  # pylint: disable=g-import-not-at-top
     result = evaluation.probe_saved_model(
         saved_model=fv.saved_model, dataset=fv.dataset, data_dir=fv.data_dir,
         noise_std=fv.noise_std, train_split=fv.train_split, test_split=fv.test_split,
         seed=fv.seed, probe=fv.probe, also_fast=fv.also_fast)
-    text = json.dumps(result, indent=2, sort_keys=True)
+    text = jsonl.dumps_strict(result, indent=2, sort_keys=True)  # Strict JSON: no bare NaN.
     if output:
       files.write_atomic(output, text + '\n')
   except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
