@@ -21,7 +21,6 @@ printed before and after: the numbers mean something only on an otherwise idle m
 """
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -34,6 +33,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests'))
+
+from mi_tf import jsonl  # noqa: E402
 
 MODES = ('sequential', 'jobs2', 'ray2', 'ray1')
 
@@ -142,10 +143,7 @@ def main(argv=None):
     print(f'\nray2 / (2 x ray1) = {by_mode["ray2"]["runs_per_hour"] / target:.2f} '
           '(target >= 0.9)')
   if args.output:
-    tmp = args.output + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(results, f, indent=1)
-    os.replace(tmp, args.output)
+    jsonl.write_json(args.output, results, indent=1)  # Atomic, strict JSON.
   return 0
 
 
