@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+from mi_tf import gin_files
 from mi_tf import provenance
 
 # Estimates (tags I_*: I_EST, I_NCE/test, I_NWJ/train, ...) are in nats. No estimate of these
@@ -148,7 +149,8 @@ def setting_from_command(command):
     elif arg == '--gin_file' and i + 1 < len(args):
       files.append(args[i + 1])
   settings = [f for f in files
-              if os.path.basename(os.path.dirname(os.path.normpath(f))) != 'common']
+              if os.path.basename(os.path.dirname(os.path.normpath(f)))
+              != gin_files.FRAGMENTS]
   if not settings:
     return None
   name = os.path.basename(settings[-1])

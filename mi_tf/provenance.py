@@ -50,7 +50,7 @@ def code_version():
 
 def short(version=None):
   """'1a2b3c4' or '1a2b3c4 (with uncommitted changes)' or 'unknown'."""
-  version = version or code_version()
+  version = code_version() if version is None else version
   if not version.get('commit'):
     return 'unknown'
   return version['commit'][:7] + (' (with uncommitted changes)' if version.get('dirty') else '')

@@ -100,14 +100,7 @@ def checkpoint_candidates(directory, latest=None):
       os.path.join(directory, 'ckpt-*.index'))}
   if latest:
     prefixes.add(latest)
-
-  def _number(prefix):
-    try:
-      return int(prefix.rsplit('-', 1)[1])
-    except ValueError:
-      return -1
-
-  return sorted(prefixes, key=_number, reverse=True)
+  return sorted(prefixes, key=lambda p: _checkpoint_step(p, unknown=-1), reverse=True)
 
 
 def _checkpoint_files(prefix):
@@ -260,11 +253,12 @@ def _flat(record, prefix=''):
   return out
 
 
-def _checkpoint_step(prefix):
+def _checkpoint_step(prefix, unknown=0):
+  """The step of a checkpoint prefix ``.../ckpt-<step>``; ``unknown`` if it has none."""
   try:
     return int(prefix.rsplit('-', 1)[1])
-  except ValueError:
-    return 0
+  except (ValueError, IndexError):
+    return unknown
 
 
 class RunDir:

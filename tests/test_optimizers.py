@@ -156,14 +156,22 @@ def _count_fused_kernel_calls(monkeypatch):
   return calls
 
 
-def test_changed_private_attributes_warn_once_and_fall_back_to_keras_update(caplog,
-                                                                           monkeypatch):
-  init, grads = _problem(seed=3, steps=5)
+def _train_watched(make_optimizer, seed, steps, monkeypatch, caplog):
+  """Trains ``make_optimizer()`` on a problem, counting fused-kernel calls and catching the
+  optimizer's log. -> (optimizer, weights, init, grads, kernel calls, mi_tf.optimizers records)."""
+  init, grads = _problem(seed=seed, steps=steps)
   calls = _count_fused_kernel_calls(monkeypatch)
   with caplog.at_level(logging.WARNING, logger='mi_tf.optimizers'):
-    changed = _FusedAdamOnChangedKeras(1e-2)
-    got = _train(changed, init, grads)
-  warnings = [r for r in caplog.records if r.name == 'mi_tf.optimizers']
+    optimizer = make_optimizer()
+    got = _train(optimizer, init, grads)
+  records = [r for r in caplog.records if r.name == 'mi_tf.optimizers']
+  return optimizer, got, init, grads, calls, records
+
+
+def test_changed_private_attributes_warn_once_and_fall_back_to_keras_update(caplog,
+                                                                           monkeypatch):
+  changed, got, init, grads, calls, warnings = _train_watched(
+      lambda: _FusedAdamOnChangedKeras(1e-2), 3, 5, monkeypatch, caplog)
   assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING  # Once, at build.
   message = warnings[0].getMessage()
   assert f'Keras {keras.__version__} changed Adam' in message
@@ -186,12 +194,9 @@ def test_a_missing_private_attribute_is_found_at_build():
 
 def test_intact_private_attributes_use_the_fused_kernel_without_a_warning(caplog,
                                                                            monkeypatch):
-  init, grads = _problem(seed=4, steps=3)
-  calls = _count_fused_kernel_calls(monkeypatch)
-  with caplog.at_level(logging.WARNING, logger='mi_tf.optimizers'):
-    optimizer = FusedAdam(1e-2)
-    got = _train(optimizer, init, grads)
-  assert not [r for r in caplog.records if r.name == 'mi_tf.optimizers']
+  optimizer, got, init, grads, calls, records = _train_watched(
+      lambda: FusedAdam(1e-2), 4, 3, monkeypatch, caplog)
+  assert not records
   assert optimizer.fused is True
   # One kernel per variable in each trace (tf.function traces twice when the first call
   # creates the optimizer's variables).
