@@ -42,12 +42,12 @@ import pathlib
 import re
 import shlex
 import signal
+import subprocess
 import sys
 
 from mi_tf import files
 from mi_tf import jsonl
 from mi_tf import leases
-from mi_tf import provenance
 from mi_tf import study
 
 REPO_DIR = study.REPO_DIR
@@ -190,9 +190,15 @@ def degenerate_reasons(run):
 
 
 def git_info(repo_dir=REPO_DIR):
-  """Short commit of the code the runs use, '(with uncommitted changes)' if the tree is dirty,
-  'unknown' outside a git checkout (``mi_tf.provenance``)."""
-  return provenance.short(provenance.git_commit(repo_dir) or {})
+  """Short commit of the code the runs use, '(with uncommitted changes)' if the tree is dirty."""
+  try:
+    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=repo_dir, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=repo_dir, check=True, capture_output=True, text=True).stdout
+    return sha + (' (with uncommitted changes)' if dirty.strip() else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
 
 
 def live_process(model_dir):
