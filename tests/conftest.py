@@ -1,5 +1,5 @@
-"""Shared test setup: real MNIST from the offline TFDS copy (TFDS_DATA_DIR), TF log noise off,
-gin cleared per test."""
+"""Shared test setup: real MNIST and CIFAR-10 from the offline TFDS copies (TFDS_DATA_DIR),
+TF log noise off, gin cleared per test."""
 
 import os
 import sys
@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 
 GIN_DIR = REPO / 'gin'
 
-# Bindings that shrink any experiment to a few seconds on a real MNIST subset.
+# Bindings that shrink any experiment to a few seconds on a real subset (MNIST or CIFAR-10).
 TINY_BINDINGS = (
     'train.num_steps = 4',
     'train.batch_size = 16',
@@ -84,19 +84,6 @@ def _clear_gin():
   gin.clear_config()
   yield
   gin.clear_config()
-
-
-@pytest.fixture(autouse=True)
-def _mock_cifar10_for_its_gin_files(request):
-  """CIFAR-10 is not on these machines: gin/cifar10_*.gin run on random mock CIFAR-10."""
-  callspec = getattr(request.node, 'callspec', None)
-  gin_file = callspec.params.get('gin_file') if callspec else None
-  if gin_file is None or not pathlib.Path(gin_file).name.startswith('cifar10'):
-    yield
-    return
-  import tfds_mock  # pylint: disable=g-import-not-at-top
-  with tfds_mock.mock_dataset('cifar10', num_examples=512):
-    yield
 
 
 _EXIT_STATUS = {}

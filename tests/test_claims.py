@@ -224,6 +224,67 @@ def test_claim5_reversed_ordering_fails_and_matching_is_tight():
   assert all('matched' in c['check'] for c in result['checks'])
 
 
+# ---------------------------------------------------------------- App. G on CIFAR-10
+
+def _cifar10_spec(pixels=0.24, critics=None, encoders=None, convnet_seeds=3):
+  """The App. G settings: the CIFAR-10 pixel baseline, the six critics and the eight encoders
+  (each a final accuracy around the given value; the ConvNets with ``convnet_seeds`` seeds)."""
+  critics = critics or {'bilinear': 0.34, 'separable': 0.33, 'concat': 0.28}
+  encoders = encoders or {'mlp': 0.30, 'convnet': 0.36}
+  nwj = {'bilinear': 3.0, 'separable': 3.1, 'concat': 5.0}
+  spec = {study.PIXELS_CIFAR10: {ACC: {0: _noisy(pixels, 0.001)},
+                                 FAST: {0: _noisy(pixels + 0.004, 0.001)}}}
+  for est in study.ESTIMATORS:
+    for k in study.CRITICS:
+      metric = 'I_NWJ/test' if est == 'nwj' else 'I_NCE/test'
+      spec[study.critic_setting(k, est, 'cifar10')] = {
+          ACC: {60000: _noisy(critics[k], 0.004)}, FAST: {60000: _noisy(critics[k], 0.004)},
+          metric: {60000: _noisy(nwj[k], 0.1)}}
+    for t in study.TARGETS:
+      for enc in study.ENCODERS:
+        seeds = convnet_seeds if enc == 'convnet' else 3
+        spec[study.encoder_setting(enc, est, t, 'cifar10')] = {
+            ACC: {60000: _noisy(encoders[enc], 0.004, seeds)},
+            FAST: {60000: _noisy(encoders[enc], 0.004, seeds)},
+            'I_EST/train': {60000: _noisy(t - 0.02, 0.005, seeds)}}
+  return spec
+
+
+def test_claims_4_and_5_on_cifar10_read_the_cifar10_runs_with_the_same_rules():
+  spec = _cifar10_spec()
+  assert report.claim4_cifar10(_table(spec))['status'] == 'PASS'
+  assert report.claim5_cifar10(_table(spec))['status'] == 'PASS'
+  # The MNIST claims see none of these runs.
+  assert report.claim4(_table(spec))['status'] == 'INSUFFICIENT_DATA'
+  assert report.claim5(_table(spec))['status'] == 'INSUFFICIENT_DATA'
+  flipped = _cifar10_spec(critics={'bilinear': 0.28, 'separable': 0.29, 'concat': 0.34})
+  assert report.claim4_cifar10(_table(flipped))['status'] == 'FAIL'
+  flipped = _cifar10_spec(encoders={'mlp': 0.36, 'convnet': 0.30})
+  assert report.claim5_cifar10(_table(flipped))['status'] == 'FAIL'
+  result = report.claim4_cifar10(_table(spec))
+  assert result['id'] == study.CIFAR10_CLAIM_4
+  assert set(result['n_seeds']) == set(study.critic_settings('cifar10'))
+
+
+def test_cifar10_representations_against_the_pixel_baseline():
+  # The paper's axes: pixels about 24%, every representation at 26-36%: PASS.
+  assert report.claim_pixels_cifar10(_table(_cifar10_spec()))['status'] == 'PASS'
+  # A baseline of 32% above the MLP critic's and the MLP encoders' 28-30% (and below the
+  # others'): exactly those comparisons are reversed, and the claim fails.
+  result = report.claim_pixels_cifar10(_table(_cifar10_spec(pixels=0.32)))
+  assert result['status'] == 'FAIL'
+  reversed_ = {c['check'].split(':')[0] for c in result['checks'] if c['state'] == 'REVERSED'}
+  assert reversed_ == {study.critic_setting('concat', e, 'cifar10') for e in study.ESTIMATORS} | {
+      study.encoder_setting('mlp', e, t, 'cifar10') for e in study.ESTIMATORS
+      for t in study.TARGETS}
+  # Every setting above the pixels, but the ConvNets on one seed each: not PASS.
+  result = report.claim_pixels_cifar10(_table(_cifar10_spec(convnet_seeds=1)))
+  assert result['status'] == 'INCONCLUSIVE'
+  assert report.claim5_cifar10(_table(_cifar10_spec(convnet_seeds=1)))['status'] == 'INCONCLUSIVE'
+  # The paper's 24% is reported beside each setting, not decided on.
+  assert any('minus the paper' in label for label, _ in result['numbers'])
+
+
 # ---------------------------------------------------------------- claim 6
 
 def _sec4(iid_offset_se=-1.0, sd=0.0006, noniid=(0.18, 0.097)):
@@ -259,16 +320,17 @@ def test_claim6_noniid_estimates_at_the_true_mi_do_not_pass():
 
 @pytest.mark.parametrize('claim_id, spec_fn', [
     (1, _claim1_spec), (2, _claim2_spec), (3, _claim3_spec), (4, _claim4_spec),
-    (5, _claim5_spec), (6, _sec4)])
+    (5, _claim5_spec), (6, _sec4), (study.CIFAR10_CLAIM_4, _cifar10_spec),
+    (study.CIFAR10_CLAIM_5, _cifar10_spec), (study.CIFAR10_CLAIM_PIXELS, _cifar10_spec)])
 def test_a_claim_decided_on_one_seed_is_never_pass(claim_id, spec_fn):
   spec = spec_fn()
-  assert report.CLAIMS[claim_id - 1](_table(spec))['status'] == 'PASS'
+  assert report.claim_function(claim_id)(_table(spec))['status'] == 'PASS'
   # One setting it reads reduced to its first seed (n=1 on a side).
   setting = study.claim_settings()[claim_id][1]
   spec[setting] = {m: {st: ([v[0]] if isinstance(v, list) else [v]) for st, v in c.items()}
                    for m, c in spec[setting].items()}
   table = _table(spec)
-  result = report.CLAIMS[claim_id - 1](table)
+  result = report.claim_function(claim_id)(table)
   assert result['n_seeds'][setting] == 1
   assert result['status'] == 'INCONCLUSIVE', result['checks']
   assert any('n=1' in c['check'] and c['state'] == 'UNRESOLVED' for c in result['checks'])

@@ -64,6 +64,20 @@ def _paper_like():
         spec[f'sec3_3_encoders_{enc}_{est}_t{t}'] = {
             ACC: {0: 0.8, 20000: acc}, fast: {0: 0.81, 20000: acc + 0.005},
             'I_EST/train': {0: 0.0, 20000: t + 0.02}, 'I_EST/test': {0: 0.0, 20000: t - 0.1}}
+  # App. G on CIFAR-10: the axes of Figs. 8 and 9 (pixels about 24%, representations 26-36%).
+  spec['baseline_pixels_cifar10'] = {ACC: {0: 0.24}, fast: {0: 0.245}}
+  for est in ('infonce', 'nwj'):
+    for critic, acc, value in (('bilinear', 0.34, 3.0), ('separable', 0.33, 3.1),
+                               ('concat', 0.28, 5.0)):
+      key = 'I_NWJ/test' if est == 'nwj' else 'I_NCE/test'
+      spec[f'cifar10_sec3_2_critics_{critic}_{est}'] = {
+          ACC: {0: 0.26, 60000: acc}, fast: {0: 0.27, 60000: acc + 0.005},
+          key: {0: 0.0, 60000: value}}
+    for t in (2, 4):
+      for enc, acc in (('mlp', 0.30), ('convnet', 0.36)):
+        spec[f'cifar10_sec3_3_encoders_{enc}_{est}_t{t}'] = {
+            ACC: {0: 0.26, 60000: acc}, fast: {0: 0.27, 60000: acc + 0.005},
+            'I_EST/train': {0: 0.0, 60000: t - 0.03}, 'I_EST/test': {0: 0.0, 60000: t - 0.2}}
   # The i.i.d. estimates at or below the true MI (0.02041), the non-i.i.d. ones above it.
   for s, value, se in (('sec4_noniid', 0.18, 0.0045), ('sec4_noniid_nwj', 0.097, 0.0033),
                        ('sec4_iid', 0.0203, 0.00055), ('sec4_iid_nwj', 0.0200, 0.00054)):
@@ -164,9 +178,10 @@ def test_single_seed_has_no_sd_and_probe_and_sec4_runs_load(tmp_path):
 
 def test_every_claim_passes_on_paper_like_results():
   results = report.check_claims(_spread_table(_paper_like()))
-  assert [r['status'] for r in results] == ['PASS'] * 6, [
+  assert [r['id'] for r in results] == list(study.CLAIM_IDS)
+  assert [r['status'] for r in results] == ['PASS'] * len(results), [
       (r['id'], r['checks'], r['notes']) for r in results if r['status'] != 'PASS']
-  assert [r['status_converged'] for r in results] == ['PASS'] * 6, [
+  assert [r['status_converged'] for r in results] == ['PASS'] * len(results), [
       (r['id'], r['checks_converged']) for r in results if r['status_converged'] != 'PASS']
   for r in results:
     assert r['numbers'] and r['n_seeds'] and all(n == 3 for n in r['n_seeds'].values())
@@ -198,14 +213,21 @@ def _set(spec, setting, metric, step, value):
     (5, 'sec3_3_encoders_mlp_infonce_t4', 'I_EST/train', 20000, 4.06),  # not matched
     (6, 'sec4_iid', 'I_EST/eval', 20000, 0.0240),               # i.i.d. above true MI
     (6, 'sec4_noniid_nwj', 'I_EST/eval', 20000, 0.0195),        # non-i.i.d. below it
+    # App. G: the same rules on the CIFAR-10 runs, and the representations above the pixels.
+    (study.CIFAR10_CLAIM_4, 'cifar10_sec3_2_critics_separable_infonce', ACC, 60000, 0.27),
+    (study.CIFAR10_CLAIM_4, 'cifar10_sec3_2_critics_concat_nwj', 'I_NWJ/test', 60000, 2.9),
+    (study.CIFAR10_CLAIM_5, 'cifar10_sec3_3_encoders_convnet_nwj_t4', ACC, 60000, 0.29),
+    (study.CIFAR10_CLAIM_5, 'cifar10_sec3_3_encoders_mlp_nwj_t2', 'I_EST/train', 60000, 1.9),
+    (study.CIFAR10_CLAIM_PIXELS, 'cifar10_sec3_2_critics_concat_nwj', ACC, 60000, 0.23),
+    (study.CIFAR10_CLAIM_PIXELS, 'baseline_pixels_cifar10', ACC, 0, 0.29),
 ])
 def test_each_claim_fails_when_its_result_does_not_hold(claim_id, setting, metric, step, value):
   table = _spread_table(_set(_paper_like(), setting, metric, step, value))
   results = {r['id']: r for r in report.check_claims(table)}
   assert results[claim_id]['status'] == 'FAIL', results[claim_id]['checks']
   assert any(c['state'] == 'REVERSED' for c in results[claim_id]['checks'])
-  others = [r['status'] for i, r in results.items() if i != claim_id]
-  assert others == ['PASS'] * 5
+  others = {i: r['status'] for i, r in results.items() if i != claim_id}
+  assert others == {i: 'PASS' for i in others}
   if not metric.startswith('probe'):  # Not a probe number: both protocols see it.
     assert results[claim_id]['status_converged'] == 'FAIL'
 
@@ -213,7 +235,10 @@ def test_each_claim_fails_when_its_result_does_not_hold(claim_id, setting, metri
 @pytest.mark.parametrize('claim_id, dropped', [
     (1, 'baseline_pixels'), (1, 'sec3_1_realnvp_nwj'), (2, 'sec3_1_adversarial'),
     (3, 'sec3_1_resmlp'), (4, 'sec3_2_critics_concat_nwj'),
-    (5, 'sec3_3_encoders_convnet_infonce_t2'), (6, 'sec4_iid_nwj')])
+    (5, 'sec3_3_encoders_convnet_infonce_t2'), (6, 'sec4_iid_nwj'),
+    (study.CIFAR10_CLAIM_4, 'cifar10_sec3_2_critics_concat_nwj'),
+    (study.CIFAR10_CLAIM_5, 'cifar10_sec3_3_encoders_convnet_nwj_t4'),
+    (study.CIFAR10_CLAIM_PIXELS, 'baseline_pixels_cifar10')])
 def test_missing_runs_give_insufficient_data(claim_id, dropped):
   spec = _paper_like()
   del spec[dropped]
@@ -272,7 +297,7 @@ def test_figures_from_a_tiny_aggregated_table(tmp_path):
   assert set(paths) == set(report.FIGURES)
   wide = {'fig2': report.FIGSIZE_3, 'fig5': report.FIGSIZE_3, 'fig3': report.FIGSIZE_2,
           'fig6': report.FIGSIZE_2, 'fig7': report.FIGSIZE_2, 'fig1c': report.FIGSIZE_2,
-          'fig4c': report.FIGSIZE_2}
+          'fig4c': report.FIGSIZE_2, 'fig8': report.FIGSIZE_3, 'fig9': report.FIGSIZE_4}
   for name, path in paths.items():
     assert path is not None, name
     size = wide.get(name, report.FIGSIZE_1)
@@ -334,7 +359,7 @@ def test_write_report_end_to_end_on_synthetic_runs(tmp_path):
   assert '| sec3_1_resmlp | 0 |' in text  # Missing run listed.
   assert (out / 'results' / 'curves.csv').stat().st_size > 0
   summary = json.loads((out / 'results' / 'summary.json').read_text())
-  assert [c['id'] for c in summary['claims']] == [1, 2, 3, 4, 5, 6]
+  assert [c['id'] for c in summary['claims']] == list(study.CLAIM_IDS)
   assert (out / 'figures' / 'fig4c.png').exists()
   assert result['claims'][5]['n_seeds']['sec4_iid'] == 2
   report.write_report(str(runs_dir), str(out), command='again')
@@ -478,7 +503,7 @@ def test_claims_and_figures_read_exactly_the_settings_the_study_lists(tmp_path):
   table = _spread_table(_paper_like())
   for claim_id, names in study.claim_settings().items():
     spy = _SpyTable(table.rows)
-    report.claims.CLAIMS[claim_id - 1](spy)
+    report.claim_function(claim_id)(spy)
     assert spy.read == set(names), claim_id
   for name, names in study.figure_settings().items():
     spy = _SpyTable(table.rows)

@@ -22,8 +22,16 @@ def test_every_setting_a_claim_or_figure_reads_is_a_setting_of_the_study():
   read = {n for names in study.claim_settings().values() for n in names}
   read |= {n for names in study.figure_settings().values() for n in names}
   assert sorted(n for n in read if not _is_setting(n)) == []
-  assert read <= set(study.MNIST_SETTINGS)
-  assert sorted(study.claim_settings()) == [1, 2, 3, 4, 5, 6]
+  assert read <= set(study.MNIST_SETTINGS) | set(study.CIFAR10_SETTINGS)
+  assert list(study.claim_settings()) == list(study.CLAIM_IDS)
+  # The CIFAR-10 claims and figures read CIFAR-10 settings only, the others MNIST ones only.
+  cifar = {study.CIFAR10_CLAIM_4, study.CIFAR10_CLAIM_5, study.CIFAR10_CLAIM_PIXELS}
+  for claim_id, names in study.claim_settings().items():
+    assert set(names) <= set(study.CIFAR10_SETTINGS if claim_id in cifar
+                             else study.MNIST_SETTINGS), claim_id
+  for name, names in study.figure_settings().items():
+    assert set(names) <= set(study.CIFAR10_SETTINGS if name in ('fig8', 'fig9')
+                             else study.MNIST_SETTINGS), name
 
 
 def test_every_suite_setting_is_a_gin_file_or_a_probe_baseline():
@@ -117,3 +125,19 @@ def test_names_are_products_of_the_vocabulary():
   assert len(study.SUITES['sec3_2']) == 6 and len(study.SUITES['sec3_3']) == 8
   assert len(study.SUITES['cifar10']) == 1 + 6 + 8
   assert pathlib.Path(study.REPO_DIR) == REPO
+
+
+def test_the_cifar10_plan_gives_the_convnets_one_seed_and_the_rest_three(tmp_path):
+  from mi_tf import runs as runs_lib  # pylint: disable=g-import-not-at-top
+  settings = [study.make_setting(n) for n in study.SUITES['cifar10']]
+  counts = {}
+  for run in runs_lib.plan(settings, 3, tmp_path):
+    counts[run.setting.name] = counts.get(run.setting.name, 0) + 1
+  assert {n for n, k in counts.items() if k == 1} == {
+      study.encoder_setting('convnet', e, t, 'cifar10') for e in study.ESTIMATORS
+      for t in study.TARGETS}
+  assert sum(counts.values()) == 4 * 1 + 11 * 3
+  # More seeds where --setting_seeds asks for them.
+  name = study.encoder_setting('convnet', 'nwj', 4, 'cifar10')
+  assert len([r for r in runs_lib.plan(settings, 3, tmp_path, {name: 3})
+              if r.setting.name == name]) == 3

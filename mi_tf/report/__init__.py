@@ -1,4 +1,4 @@
-"""Aggregation over seeds, the paper's figures, the six claim checks and REPRODUCTION.md.
+"""Aggregation over seeds, the paper's figures, the claim checks and REPRODUCTION.md.
 
 The package, by stage (each module's docstring says more):
   ``results``  ``load_runs(runs_dir)`` reads the run directories (metrics.jsonl,
@@ -7,7 +7,9 @@ The package, by stage (each module's docstring says more):
       min, max, n_nonfinite}: per setting, curve and step, the mean and SD (ddof=1) over
       seeds; ``Table(rows)`` -> look-ups (``curve``, ``first``, ``final``) used by figures
       and claims; ``write_csv``.
-  ``claims``   ``claim1(table)`` ... ``claim6(table)`` -> {id, claim, status PASS | FAIL |
+  ``claims``   ``claim1(table)`` ... ``claim6(table)`` (MNIST) and the App. G claims on
+      CIFAR-10 (``claim4_cifar10``, ``claim5_cifar10``, ``claim_pixels_cifar10``; ids
+      ``study.CLAIM_IDS``) -> {id, claim, status PASS | FAIL |
       INCONCLUSIVE | INSUFFICIENT_DATA, checks, numbers, n_seeds, notes}: every comparison
       decided by >= SEPARATION (2) standard errors of the seed noise with >= MIN_SEEDS (3)
       seeds a side; ``check_claims`` decides each claim under the paper's probe (``status``)
@@ -49,6 +51,10 @@ from mi_tf.report.claims import claim3
 from mi_tf.report.claims import claim4
 from mi_tf.report.claims import claim5
 from mi_tf.report.claims import claim6
+from mi_tf.report.claims import claim4_cifar10
+from mi_tf.report.claims import claim5_cifar10
+from mi_tf.report.claims import claim_function
+from mi_tf.report.claims import claim_pixels_cifar10
 from mi_tf.report.claims import claim_text
 from mi_tf.report.claims import CLAIMS
 from mi_tf.report.claims import compare
@@ -72,6 +78,7 @@ from mi_tf.report.figures import DPI
 from mi_tf.report.figures import FIGSIZE_1
 from mi_tf.report.figures import FIGSIZE_2
 from mi_tf.report.figures import FIGSIZE_3
+from mi_tf.report.figures import FIGSIZE_4
 from mi_tf.report.figures import FIGURES
 from mi_tf.report.figures import flag_title
 from mi_tf.report.figures import LOG_BATCH
@@ -109,6 +116,10 @@ __all__ = [
     'claim4',
     'claim5',
     'claim6',
+    'claim4_cifar10',
+    'claim5_cifar10',
+    'claim_function',
+    'claim_pixels_cifar10',
     'claim_text',
     'CLAIMS',
     'claims',
@@ -124,6 +135,7 @@ __all__ = [
     'FIGSIZE_1',
     'FIGSIZE_2',
     'FIGSIZE_3',
+    'FIGSIZE_4',
     'FIGURES',
     'figures',
     'flag_title',

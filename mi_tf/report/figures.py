@@ -26,6 +26,7 @@ LOG_BATCH = math.log(128)
 FIGSIZE_1 = (6.4, 4.8)
 FIGSIZE_2 = (12.8, 4.8)
 FIGSIZE_3 = (16.0, 4.8)
+FIGSIZE_4 = (21.0, 4.8)
 DPI = 100
 STEP_UNIT = 1000  # The x axes are in thousands of training steps, as the paper draws them.
 XLABEL = 'iteration (thousands)'
@@ -83,7 +84,7 @@ def _new(panels=1):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  size = {1: FIGSIZE_1, 2: FIGSIZE_2, 3: FIGSIZE_3}[panels]
+  size = {1: FIGSIZE_1, 2: FIGSIZE_2, 3: FIGSIZE_3, 4: FIGSIZE_4}[panels]
   fig, axes = plt.subplots(1, panels, figsize=size, dpi=DPI, squeeze=False)
   return fig, list(axes[0])
 
@@ -288,10 +289,51 @@ def figure_7(table):
   return _finish(fig, axes, got, 'Fig. 7: testing loss |I_EST - t| of the Sec. 3.3 encoders')
 
 
+def figure_8(table):
+  """App. G, Fig. 8: the Sec. 3.2 critics on CIFAR-10. Left: probe accuracy of the six
+  (critic, estimator) settings and the CIFAR-10 pixel baseline; middle: I_NWJ (test) of the
+  critics trained with I_NWJ; right: I_NCE (test) of those trained with I_NCE."""
+  fig, axes = _new(3)
+  names = {est: [(study.critic_setting(k, est, 'cifar10'), f'{k}, {est_name}')
+                 for k in study.CRITICS]
+           for est, est_name in (('nwj', 'I_NWJ'), ('infonce', 'I_NCE'))}
+  got = _acc_panel(axes[0], table, names['nwj'] + names['infonce'],
+                   baseline=study.PIXELS_CIFAR10)
+  for ax, est, metric in ((axes[1], 'nwj', 'I_NWJ/test'), (axes[2], 'infonce', 'I_NCE/test')):
+    for s, label in names[est]:
+      got |= _plot(ax, table, s, metric, label)
+    ax.set_ylabel(f'{metric.split("/")[0]} (test, nats)')
+  if any(_curve(table, s, 'I_NCE/test') is not None for s, _ in names['infonce']):
+    axes[2].axhline(LOG_BATCH, color='k', linestyle=':', linewidth=1, label='log 128')
+  return _finish(fig, axes, got, 'Fig. 8 (App. G): critics on CIFAR-10 (concat = MLP critic)')
+
+
+def figure_9(table):
+  """App. G, Fig. 9: the Sec. 3.3 encoders on CIFAR-10. Probe accuracy at t = 2 and t = 4
+  (with the CIFAR-10 pixel baseline), then the testing loss |mean I_EST/test - t| at each t."""
+  fig, axes = _new(4)
+  got = False
+  for i, t in enumerate(study.TARGETS):
+    curves = [(study.encoder_setting(enc, est, t, 'cifar10'), f'{name}, {est_name}')
+              for enc, name in (('mlp', 'MLP'), ('convnet', 'ConvNet'))
+              for est, est_name in (('infonce', 'I_NCE'), ('nwj', 'I_NWJ'))]
+    got |= _acc_panel(axes[i], table, curves, baseline=study.PIXELS_CIFAR10)
+    axes[i].set_title(f'accuracy, t = {t}', fontsize=9)
+    ax = axes[2 + i]
+    for s, label in curves:
+      c = _curve(table, s, 'I_EST/test')
+      if c is not None:
+        steps, mean, _, ns = c
+        got |= _draw(ax, steps, np.abs(mean - t), label, ns)
+    ax.set_ylabel(f'testing loss |I_EST(test) - {t}| (nats)')
+    ax.set_title(f'testing loss, t = {t}', fontsize=9)
+  return _finish(fig, axes, got, 'Fig. 9 (App. G): encoders on CIFAR-10 at min |I_EST - t|')
+
+
 FIGURES = {
     'fig1a': figure_1a, 'fig1b': figure_1b, 'fig1c': figure_1c, 'fig2': figure_2,
     'fig3': figure_3, 'fig4a': figure_4a, 'fig4b': figure_4b, 'fig4c': figure_4c,
-    'fig5': figure_5, 'fig6': figure_6, 'fig7': figure_7,
+    'fig5': figure_5, 'fig6': figure_6, 'fig7': figure_7, 'fig8': figure_8, 'fig9': figure_9,
 }
 
 
