@@ -36,8 +36,11 @@ DEFAULT_SETTINGS = (
     'sec3_3_encoders_convnet_infonce_t2', 'sec3_1_resmlp', 'sec3_1_realnvp',
     'sec3_1_adversarial', 'sec4_noniid', 'baseline_supervised_mlp')
 # Parts of one evaluation, in the table's order (mi_tf.evaluation.timed and the loop's write).
-EVAL_PARTS = ('load_splits', 'encode', 'estimators', 'probe', 'probe_fast', 'head',
+EVAL_PARTS = ('load_splits', 'encode', 'estimators', 'probe', 'probe_fast', 'probe_knn', 'head',
               'invertibility', 'jacobian', 'write')
+# The probes of the first and the last evaluation only (the converged linear and the k-NN one):
+# counted apart from the steady evaluation, together as 'probe_fast_two'.
+ENDS_ONLY = ('probe_fast', 'probe_knn')
 
 
 def gin_value(setting, name, default):
@@ -122,11 +125,12 @@ def summarise(r, num_steps, eval_every, log_every=100, checkpoint_every=1000):
     return p
 
   steady = parts(steady_step)
-  steady.pop('probe_fast')
+  for k in ENDS_ONLY:
+    steady.pop(k)
   first, last = parts(eval_steps[0]), parts(eval_steps[-1])
-  fast = first['probe_fast'] + last['probe_fast']
+  fast = sum(first[k] + last[k] for k in ENDS_ONLY)
   write = t.get('eval/write', 0.0) / max(t['eval/count'], 1)
-  first_extra = first['total'] - first['probe_fast'] - steady['total']
+  first_extra = first['total'] - sum(first[k] for k in ENDS_ONLY) - steady['total']
   n_saves = len([s for s in range(log_every, steps + 1, log_every)
                  if s % checkpoint_every == 0 or s % eval_every == 0 or s == steps])
   ckpt = t.get('checkpoint', 0.0) / max(n_saves, 1)
@@ -158,7 +162,7 @@ def summarise(r, num_steps, eval_every, log_every=100, checkpoint_every=1000):
 
 def table(summaries):
   head = ('| setting | start-up s | trace s | ms/step | eval s (steady) | '
-          + ' | '.join(p for p in EVAL_PARTS if p not in ('probe_fast', 'write'))
+          + ' | '.join(p for p in EVAL_PARTS if p not in ENDS_ONLY + ('write',))
           + ' | step-0 extra s | 2 fast probes s | ckpt s each | export s | '
             'projected full run: start-up / train / eval / total s | eval share |')
   lines = [head, '|' + '---|' * (head.count('|') - 1)]
@@ -166,7 +170,7 @@ def table(summaries):
     e, p = s['eval_steady'], s['projected']
     cells = [s['setting'], f"{s['startup'] or 0:.1f}", f"{s['trace']:.1f}",
              f"{s['ms_per_step']:.2f}", f"{e['total']:.2f}"]
-    cells += [f"{e.get(k, 0.0):.2f}" for k in EVAL_PARTS if k not in ('probe_fast', 'write')]
+    cells += [f"{e.get(k, 0.0):.2f}" for k in EVAL_PARTS if k not in ENDS_ONLY + ('write',)]
     cells += [f"{s['eval_first_extra']:.1f}", f"{s['probe_fast_two']:.1f}",
               f"{s['checkpoint_each']:.2f}", f"{s['export']:.1f}",
               f"{p['startup']:.0f} / {p['train']:.0f} / {p['eval']:.0f} / {p['total']:.0f}",

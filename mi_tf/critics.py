@@ -75,3 +75,27 @@ class Concat(keras.layers.Layer):
     hx = self.first_x(x)[:, None, :]  # [b, 1, h]
     hy = self.first_y(y)[None, :, :]  # [1, B, h]
     return _scores(self, keras.ops.squeeze(self.rest(keras.ops.relu(hx + hy)), axis=-1))
+
+
+class InnerProduct(keras.layers.Layer):
+  """Inner-product critic f(x, y) = x^T y: no parameters, S = x @ y^T ([b, B]).
+
+  With ONE encoder shared by both inputs, InfoNCE with this critic is the multi-class K-pair
+  loss of metric learning (paper, Sec. 4 and App. C: I_NCE = log K - L_K-pair; see
+  ``mi_tf.metric_learning``). Both representations must have the same size.
+  """
+
+  @staticmethod
+  def _check_dims(x_shape, y_shape):
+    dx, dy = x_shape[-1], y_shape[-1]
+    if dx is not None and dy is not None and int(dx) != int(dy):
+      raise ValueError(f'InnerProduct critic: x and y must have the same feature size, got '
+                       f'{int(dx)} and {int(dy)} (use Bilinear, Separable or Concat for '
+                       'different sizes).')
+
+  def build(self, x_shape, y_shape=None):
+    self._check_dims(x_shape, x_shape if y_shape is None else y_shape)
+
+  def call(self, x, y):
+    self._check_dims(x.shape, y.shape)
+    return _scores(self, keras.ops.matmul(x, keras.ops.transpose(y)))

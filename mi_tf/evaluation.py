@@ -24,7 +24,8 @@ from mi_tf import timing
 
 # ``with timed('part'):`` adds the seconds of an evaluation's part to the split that the
 # training loop records (metrics.jsonl ``time/<part>_seconds``, final_metrics.json 'time').
-# Parts: load_splits, encode, estimators, probe, probe_fast, head, invertibility, jacobian.
+# Parts: load_splits, encode, estimators, probe, probe_fast, probe_knn, head, invertibility,
+# jacobian.
 timed = timing.EVAL_TIMINGS.timed
 
 _LOG = logging.getLogger(__name__)
@@ -73,12 +74,15 @@ def probe_metrics(f_tr, y_tr, f_te, y_te, converged=False):
     y_tr, y_te: their labels, [N].
     converged: also fit the same objective to near convergence (``probe.fit_probe``'s 'fast'
       protocol: L-BFGS to gradient 1e-4, within 0.1 point of the converged optimum), the
-      second protocol every claim is checked under. The tasks ask for it at step 0 and at the
-      final evaluation.
+      second protocol every claim is checked under; and the k-NN probe (``probe.knn_probe``:
+      cosine similarity, k = 20 majority vote, gin-bindable as ``knn_probe.k``). The tasks ask
+      for both at step 0 and at the final evaluation.
   Returns:
     dict: probe/test_accuracy, probe/train_accuracy, probe/seconds; with ``converged`` also
     probe_fast/test_accuracy, probe_fast/train_accuracy, probe_fast/converged (1.0 if L-BFGS
-    reached its tolerance within its iteration limit), probe_fast/seconds.
+    reached its tolerance within its iteration limit), probe_fast/seconds, and
+    probe_knn/test_accuracy, probe_knn/train_accuracy (leave-one-out on the first 1000
+    training examples; absent if the probe omits it), probe_knn/seconds.
   """
   with timed('probe'):
     probe = probe_lib.linear_probe(f_tr, y_tr, f_te, y_te)
@@ -92,6 +96,12 @@ def probe_metrics(f_tr, y_tr, f_te, y_te, converged=False):
                 'probe_fast/train_accuracy': fast['train_accuracy'],
                 'probe_fast/converged': float(fast['converged']),
                 'probe_fast/seconds': fast['seconds']})
+    with timed('probe_knn'):
+      knn = probe_lib.knn_probe(f_tr, y_tr, f_te, y_te)
+    out['probe_knn/test_accuracy'] = knn['test_accuracy']
+    if knn['train_accuracy'] is not None:
+      out['probe_knn/train_accuracy'] = knn['train_accuracy']
+    out['probe_knn/seconds'] = knn['seconds']
   return out
 
 
@@ -197,18 +207,26 @@ def batched_features(encode, x, batch_size=1000):
                          for i in range(0, len(x), batch_size)])
 
 
-def _probe_parameters(protocol):
+def _probe_parameters(protocol, knn_k=None, knn_temperature=None):
   """{'C', 'tol', 'max_iter', 'solver'} that ``probe.fit_probe(protocol=...)`` fits with: the
   probe functions' defaults (``probe.py``: C=10, tol=0.1, max_iter=100 for the paper's SAGA;
   gradient tolerance 1e-6, or ``probe.FAST_TOLERANCE`` for 'fast', and 3000 L-BFGS iterations
-  for the converged probe), with any gin bindings of them in this process applied."""
-  if protocol not in probe_lib.PROTOCOLS:
+  for the converged probe), with any gin bindings of them in this process applied. For 'knn'
+  (``probe.knn_probe``): {'k', 'temperature', 'metric'}, ``knn_k`` and ``knn_temperature``
+  (when not None) over the gin bindings over the defaults (k=20, majority vote, cosine)."""
+  if protocol not in probe_lib.PROBES:
     raise ValueError(f'Unknown probe protocol {protocol!r}; choose one of '
-                     f'{probe_lib.PROTOCOLS}.')
-  fn = probe_lib.linear_probe if protocol == 'paper' else probe_lib.converged_probe
+                     f'{probe_lib.PROBES}.')
+  fn = {'paper': probe_lib.linear_probe,
+        probe_lib.KNN: probe_lib.knn_probe}.get(protocol, probe_lib.converged_probe)
   values = {name: p.default for name, p in inspect.signature(fn).parameters.items()
             if p.default is not inspect.Parameter.empty}
   values.update(gin.get_bindings(fn))
+  if protocol == probe_lib.KNN:
+    k = values['k'] if knn_k is None else knn_k
+    temperature = values['temperature'] if knn_temperature is None else knn_temperature
+    return {'k': k, 'temperature': None if temperature is None else float(temperature),
+            'metric': probe_lib.KNN_METRIC}
   if protocol == 'paper':
     return {'C': float(values['C']), 'tol': float(values['tol']),
             'max_iter': int(values['max_iter']), 'solver': 'saga'}
@@ -232,7 +250,7 @@ def _from_metadata(name, given, metadata, default):
 
 def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=None,
                       train_split='train', test_split='test', seed=0, batch_size=1000,
-                      probe='paper', also_fast=False):
+                      probe='paper', also_fast=False, knn_k=None, knn_temperature=None):
   """Probe accuracy of g1(X1) from a SavedModel, or of the X1 pixels if saved_model is None.
 
   dataset, noise_std: the halves to probe on. None (the default): what the export's metadata
@@ -241,7 +259,10 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     the metadata's is used, with a WARNING (logger ``mi_tf.evaluation``) naming both.
   probe: 'paper' (SAGA, tol=0.1: the default, the paper's protocol), 'converged'
     (``mi_tf.probe.converged_probe``: the same objective, L-BFGS to convergence) or 'fast'
-    (the same, stopped at ``probe.FAST_TOLERANCE``).
+    (the same, stopped at ``probe.FAST_TOLERANCE``) or 'knn' (``mi_tf.probe.knn_probe``:
+    cosine similarity, majority vote of the ``knn_k`` nearest training examples, default 20;
+    with ``knn_temperature`` T votes weighted exp(similarity / T); its train_accuracy is
+    leave-one-out on the first 1000 training examples, None if omitted).
   also_fast: also fit the 'fast' converged probe on the same features and add its result as
     fast_test_accuracy, fast_train_accuracy, fast_converged, fast_probe_seconds, fast_tol (the
     second protocol of the claim checks).
@@ -255,14 +276,16 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     'default'), protocol, C, tol, max_iter, solver, seed (SAGA's random_state), train_split,
     test_split, data_dir (when given); for a SavedModel export_step, export_seed (None if
     its metadata lacks them) and export_metadata (the metadata dict, {} if none); probe (when
-    not 'paper', as before 'protocol' existed).
+    not 'paper', as before 'protocol' existed). For 'knn' k, temperature, metric and
+    train_accuracy_examples (how many the leave-one-out train accuracy scored) replace C, tol,
+    max_iter, solver and n_iter.
 
   Raises:
     export.ExportError: not a SavedModel, or its input shape does not match the halves.
     ValueError: an unknown probe protocol.
   """
   start = time.time()
-  params = _probe_parameters(probe)
+  params = _probe_parameters(probe, knn_k, knn_temperature)
   metadata, encode = {}, None
   if saved_model is not None:
     encode, input_shape = export_lib.load_encoder(saved_model)
@@ -286,11 +309,21 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     _LOG.info('Encoding %d examples with %s.', len(x1_tr) + len(x1_te), saved_model)
     f_tr = batched_features(encode, x1_tr, batch_size)
     f_te = batched_features(encode, x1_te, batch_size)
-  _LOG.info('Fitting the %s probe (%s, C=%g, tol=%g, max_iter=%d) on %d x %d features.',
-            probe, params['solver'], params['C'], params['tol'], params['max_iter'],
-            f_tr.shape[0], f_tr.shape[1])
-  result = probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol=probe, seed=seed)
   extra = {} if probe == 'paper' else {'probe': probe}  # Paper results keep their keys.
+  if probe == probe_lib.KNN:
+    _LOG.info('Fitting the k-NN probe (k=%d, %s similarity, %s) on %d x %d features.',
+              params['k'], params['metric'],
+              'majority vote' if params['temperature'] is None
+              else f'votes exp(s / {params["temperature"]:g})', f_tr.shape[0], f_tr.shape[1])
+    result = probe_lib.knn_probe(f_tr, y_tr, f_te, y_te, k=params['k'],
+                                 temperature=params['temperature'], batch_size=batch_size)
+    extra['train_accuracy_examples'] = result['train_examples']
+  else:
+    _LOG.info('Fitting the %s probe (%s, C=%g, tol=%g, max_iter=%d) on %d x %d features.',
+              probe, params['solver'], params['C'], params['tol'], params['max_iter'],
+              f_tr.shape[0], f_tr.shape[1])
+    result = probe_lib.fit_probe(f_tr, y_tr, f_te, y_te, protocol=probe, seed=seed)
+    extra['n_iter'] = result['n_iter']
   if also_fast:
     if probe != 'fast':
       _LOG.info("Fitting the 'fast' converged probe too.")
@@ -306,8 +339,10 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     extra.update(export_step=metadata.get('step'), export_seed=metadata.get('seed'),
                  export_metadata=metadata)
   seconds = time.time() - start
-  _LOG.info('Done in %.1f s: test accuracy %.2f%% (train %.2f%%).', seconds,
-            100 * result['test_accuracy'], 100 * result['train_accuracy'])
+  train_accuracy = result['train_accuracy']
+  _LOG.info('Done in %.1f s: test accuracy %.2f%% (train %s).', seconds,
+            100 * result['test_accuracy'],
+            'not scored' if train_accuracy is None else f'{100 * train_accuracy:.2f}%')
   return {
       **extra, 'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
       'dataset_source': dataset_source, 'noise_std_source': noise_source,
@@ -315,5 +350,4 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
       'test_split': test_split,
       'train_accuracy': result['train_accuracy'], 'test_accuracy': result['test_accuracy'],
       'feature_dim': result['feature_dim'], 'train_size': int(len(y_tr)),
-      'test_size': int(len(y_te)), 'probe_seconds': result['seconds'],
-      'n_iter': result['n_iter'], 'seconds': seconds}
+      'test_size': int(len(y_te)), 'probe_seconds': result['seconds'], 'seconds': seconds}

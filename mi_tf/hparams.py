@@ -68,6 +68,9 @@ DESCRIPTIONS = {
     'probe/train_accuracy': "Probe-training accuracy of the paper's linear probe.",
     'probe_fast/test_accuracy': 'Test accuracy of the converged logistic-regression probe '
                                 '(evaluated at step 0 and at the last step only).',
+    'probe_knn/test_accuracy': 'Test accuracy of the k-NN probe (cosine similarity, majority '
+                               'vote of the 20 nearest probe-training examples; evaluated at '
+                               'step 0 and at the last step only).',
     OMITTED_COUNT_TAG: 'Scalars of this step left out of the charts (not finite, or an '
                        f'estimate beyond {DISPLAY_BOUND_NATS:g} nats); metrics.jsonl has '
                        'them. The text display/omitted names them.',

@@ -27,7 +27,7 @@ from mi_tf.tasks import supervised  # noqa: F401
 
 # The critics are plain Keras layers (mi_tf.critics imports no gin: the known-MI validation
 # uses them without gin); here they become configurable under their own names.
-for _critic in (critics.Bilinear, critics.Separable, critics.Concat):
+for _critic in (critics.Bilinear, critics.Separable, critics.Concat, critics.InnerProduct):
   gin_keras.external_configurable(_critic)
 
 _SEARCH_PATHS = set()

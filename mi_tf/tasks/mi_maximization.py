@@ -28,7 +28,8 @@ class MIMaximization(base.Task):
     encoder: encoder class (or factory) for g1; called once per encoder (separate weights).
     encoder_g2: class for g2; None means the same class as g1.
     critic: critic class (Bilinear, Separable, Concat).
-    estimator: a registered estimator name ('infonce', 'nwj'; ``mi_tf.estimators.REGISTRY``).
+    estimator: a registered estimator name ('infonce', 'nwj', 'dv', 'js', 'tuba', 'smile',
+      'alpha' or a parametrised 'smile_<tau>', ...; ``mi_tf.estimators.get``).
     target: None to maximise I_EST; a number t to minimise |I_EST - t| (Sec. 3.3, t in {2, 4}).
     learning_rate: Adam learning rate (paper: 1e-4 on MNIST, 1e-5 on CIFAR-10).
     adam_epsilon: Adam's epsilon (default 1e-8, the authors' TF1 AdamOptimizer; Keras: 1e-7).
@@ -97,11 +98,19 @@ class MIMaximization(base.Task):
     Each replica scores its positives against the negatives of ALL replicas, and I_EST is
     the mean of the per-row terms over the GLOBAL batch, so the estimator does not depend on
     the number of replicas. Every replica holds the global loss; its share is loss / R
-    because gradients are summed over replicas.
+    because gradients are summed over replicas. An estimator that is no mean of rows (I_DV,
+    I_SMILE) combines per-row statistics gathered from all replicas instead
+    (``Estimator.global_value``); one trained with another objective (I_JS, I_SMILE) has the
+    estimate's value and the objective's gradient.
     """
     z1 = self.g1(batch['x1'], training=True)
     z2 = self.g2(batch['x2'], training=True)
-    i_est = base.global_estimate(self.bound, self.critic, z1, z2, self.global_batch_size)
+    if self.bound.is_row_mean:
+      i_est = base.global_estimate(self.bound, self.critic, z1, z2, self.global_batch_size)
+    else:
+      scores = self.critic(z1, distribute.cross_replica_concat(z2))
+      i_est = self.bound.global_value(scores, distribute.replica_row_offset(tf.shape(z1)[0]),
+                                      gather=distribute.cross_replica_concat)
     return self.objective(i_est) / distribute.num_replicas(), i_est
 
   def train_step(self, batch):
