@@ -64,3 +64,17 @@ def test_a_registered_estimator_trains_and_is_evaluated(half_infonce, tmp_path, 
   assert math.isfinite(final[f'I_NWJ/{split}'])
   steps = sorted({r['step'] for r in records if r['metric'] == f'I_HALF/{split}'})
   assert steps == [0, 2, 4]
+
+
+@pytest.mark.parametrize('estimator', ['dv', 'smile'])
+def test_the_gaussian_toy_trains_an_estimator_that_is_no_mean_of_rows(tmp_path, estimator):
+  # I_DV and I_SMILE combine statistics gathered over the replicas (base.global_estimate).
+  model_dir = str(tmp_path / 'run')
+  final = launch.train_with_gin(model_dir, [str(GIN_DIR / 'sec4_noniid.gin')],
+                                TINY_BINDINGS + (f"GaussianToy.estimator = '{estimator}'",))
+  metric = estimators.get(estimator).metric
+  assert final['step'] == 4
+  assert final['I_EST/eval'] == final[f'{metric}/eval'] and math.isfinite(final['I_EST/eval'])
+  records = metrics_log.read(model_dir)
+  train_est = [r['value'] for r in records if r['split'] == 'train' and r['metric'] == 'I_EST']
+  assert len(train_est) == 2 and all(math.isfinite(v) for v in train_est)

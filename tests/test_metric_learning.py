@@ -2,6 +2,7 @@
 metric learning (values and encoder gradients); the semi-hard triplet loss against a numpy
 brute force; the parameter-free InnerProduct critic."""
 
+import json
 import math
 
 import gin
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import GIN_DIR, TINY_BINDINGS
 from mi_tf import critics
 from mi_tf import estimators
-from mi_tf import launch  # noqa: F401  Registers the critics with gin.
+from mi_tf import launch  # Also registers the critics with gin.
 from mi_tf import metric_learning
+from mi_tf.tasks import mi_maximization
 
 
 def _kpair_numpy(s):
@@ -224,3 +227,22 @@ def test_inner_product_critic_is_gin_configurable_like_the_others():
   x = tf.random.normal((4, 3))
   np.testing.assert_allclose(critic(x, x).numpy(), x.numpy() @ x.numpy().T, rtol=1e-5,
                              atol=1e-5)
+
+
+def test_a_shared_encoder_with_the_inner_product_critic_trains(tmp_path):
+  """The metric-learning setting as a run: one encoder for both halves, f(x, y) = x^T y."""
+  model_dir = tmp_path / 'run'
+  final = launch.train_with_gin(
+      str(model_dir), [str(GIN_DIR / 'sec3_2_critics_bilinear_infonce.gin')],
+      TINY_BINDINGS + ('MIMaximization.shared_encoder = True',
+                       'MIMaximization.critic = @InnerProduct'))
+  assert final['step'] == 4 and math.isfinite(final['I_NCE/test'])
+  info = json.loads((model_dir / 'run_info.json').read_text())
+  assert info['task']['shared_encoder'] is True and info['task']['critic'] == 'InnerProduct'
+  # One encoder's variables only: g2 is g1, and the critic has none.
+  task = mi_maximization.MIMaximization(shared_encoder=True, critic=critics.InnerProduct)
+  task.build(8, 0)
+  assert task.g2 is task.g1
+  assert len(task.variables) == len(task.g1.trainable_variables) == 6  # 3 Dense layers.
+  with pytest.raises(ValueError, match='shared_encoder'):
+    mi_maximization.MIMaximization(shared_encoder=True, encoder_g2=mi_maximization.MLP)

@@ -119,8 +119,13 @@ def global_estimate(estimator, critic, x, y, global_batch_size):
     x, y: this replica's representations of the two views, [b, D] each.
     global_batch_size: B.
   Returns:
-    Scalar tensor, the estimate I_EST of the global batch.
+    Scalar tensor, the estimate I_EST of the global batch. An estimator that is no mean of
+    per-row terms (I_DV, I_SMILE: ``estimator.is_row_mean`` False) combines per-row statistics
+    gathered from every replica instead (``Estimator.global_value``): the same global value.
   """
   scores = critic(x, distribute.cross_replica_concat(y))
-  rows = estimator.per_row(scores, distribute.replica_row_offset(tf.shape(x)[0]))
+  offset = distribute.replica_row_offset(tf.shape(x)[0])
+  if not estimator.is_row_mean:
+    return estimator.global_value(scores, offset, gather=distribute.cross_replica_concat)
+  rows = estimator.per_row(scores, offset)
   return distribute.all_reduce_sum(tf.reduce_sum(rows)) / global_batch_size

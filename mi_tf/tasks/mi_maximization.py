@@ -27,6 +27,10 @@ class MIMaximization(base.Task):
   Args:
     encoder: encoder class (or factory) for g1; called once per encoder (separate weights).
     encoder_g2: class for g2; None means the same class as g1.
+    shared_encoder: one encoder for both halves, g2 = g1 (the shared encoder of the
+      metric-learning view, Sec. 4 and App. C: with the InnerProduct critic, maximising I_NCE
+      is minimising the K-pair loss); default False, the paper's separate weights. Refused
+      with encoder_g2.
     critic: critic class (Bilinear, Separable, Concat).
     estimator: a registered estimator name ('infonce', 'nwj', 'dv', 'js', 'tuba', 'smile',
       'alpha' or a parametrised 'smile_<tau>', ...; ``mi_tf.estimators.get``).
@@ -49,7 +53,12 @@ class MIMaximization(base.Task):
   def __init__(self, encoder=MLP, encoder_g2=None, critic=critics_lib.Bilinear,
                estimator='infonce', target=None, learning_rate=1e-4, data=None,
                eval_batch_size=128, train_estimate_examples=10000,
-               condition_number_examples=0, adam_epsilon=optimizers.AUTHORS_EPSILON):
+               condition_number_examples=0, adam_epsilon=optimizers.AUTHORS_EPSILON,
+               shared_encoder=False):
+    if shared_encoder and encoder_g2 is not None:
+      raise ValueError('MIMaximization: shared_encoder=True uses g1 for both halves; drop '
+                       'encoder_g2 (or set shared_encoder=False).')
+    self.shared_encoder = bool(shared_encoder)
     self.adam_epsilon = float(adam_epsilon)
     self.encoder_cls = encoder
     self.encoder_g2_cls = encoder_g2 or encoder
@@ -70,11 +79,12 @@ class MIMaximization(base.Task):
     self.global_batch_size = global_batch_size
     self.input_shape = self.data.input_shape
     self.g1 = self.encoder_cls(name='g1')
-    self.g2 = self.encoder_g2_cls(name='g2')
+    self.g2 = self.g1 if self.shared_encoder else self.encoder_g2_cls(name='g2')
     self.critic = self.critic_cls(name='critic')
     dummy = tf.zeros((2,) + tuple(self.input_shape))
     self.critic(self.g1(dummy), self.g2(dummy))
-    self.variables = (self.g1.trainable_variables + self.g2.trainable_variables
+    self.variables = (self.g1.trainable_variables
+                      + ([] if self.shared_encoder else self.g2.trainable_variables)
                       + self.critic.trainable_variables)
     self.optimizer = optimizers.FusedAdam(self.learning_rate, epsilon=self.adam_epsilon)
     self.optimizer.build(self.variables)
@@ -105,12 +115,7 @@ class MIMaximization(base.Task):
     """
     z1 = self.g1(batch['x1'], training=True)
     z2 = self.g2(batch['x2'], training=True)
-    if self.bound.is_row_mean:
-      i_est = base.global_estimate(self.bound, self.critic, z1, z2, self.global_batch_size)
-    else:
-      scores = self.critic(z1, distribute.cross_replica_concat(z2))
-      i_est = self.bound.global_value(scores, distribute.replica_row_offset(tf.shape(z1)[0]),
-                                      gather=distribute.cross_replica_concat)
+    i_est = base.global_estimate(self.bound, self.critic, z1, z2, self.global_batch_size)
     return self.objective(i_est) / distribute.num_replicas(), i_est
 
   def train_step(self, batch):
@@ -171,5 +176,8 @@ class MIMaximization(base.Task):
     return results
 
   def metadata(self):
-    return dict(super().metadata(), estimator=self.estimator, target=self.target,
-                noise_std=self.data.noise_std, critic=base.class_name(self.critic_cls))
+    out = dict(super().metadata(), estimator=self.estimator, target=self.target,
+               noise_std=self.data.noise_std, critic=base.class_name(self.critic_cls))
+    if self.shared_encoder:  # Recorded only when set: the records of earlier runs stay equal.
+      out['shared_encoder'] = True
+    return out
