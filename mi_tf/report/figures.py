@@ -126,11 +126,13 @@ def flag_title(fig, settings_arguments):
   return fig
 
 
-def _acc_panel(ax, table, curves, baseline=None, baseline_label='pixels'):
-  """Probe accuracy curves and the baseline's (default: the pixel probe) as a line."""
+def _acc_panel(ax, table, curves, baseline=None, baseline_label='pixels', colors=None):
+  """Probe accuracy curves and the baseline's (default: the pixel probe) as a line;
+  ``colors``: {setting: matplotlib color} (default: the cycle)."""
   got = False
   for setting, label in curves:
-    got |= _plot(ax, table, setting, ACC, label, scale=100)
+    kwargs = {'color': colors[setting]} if colors else {}
+    got |= _plot(ax, table, setting, ACC, label, scale=100, **kwargs)
   if got:
     _hline(ax, table, study.PIXELS if baseline is None else baseline, baseline_label,
            scale=100)
@@ -297,11 +299,13 @@ def figure_8(table):
   names = {est: [(study.critic_setting(k, est, 'cifar10'), f'{k}, {est_name}')
                  for k in study.CRITICS]
            for est, est_name in (('nwj', 'I_NWJ'), ('infonce', 'I_NCE'))}
+  # One color per setting in every panel, whichever settings have runs.
+  colors = {s: f'C{i}' for i, (s, _) in enumerate(names['nwj'] + names['infonce'])}
   got = _acc_panel(axes[0], table, names['nwj'] + names['infonce'],
-                   baseline=study.PIXELS_CIFAR10)
+                   baseline=study.PIXELS_CIFAR10, colors=colors)
   for ax, est, metric in ((axes[1], 'nwj', 'I_NWJ/test'), (axes[2], 'infonce', 'I_NCE/test')):
     for s, label in names[est]:
-      got |= _plot(ax, table, s, metric, label)
+      got |= _plot(ax, table, s, metric, label, color=colors[s])
     ax.set_ylabel(f'{metric.split("/")[0]} (test, nats)')
   if any(_curve(table, s, 'I_NCE/test') is not None for s, _ in names['infonce']):
     axes[2].axhline(LOG_BATCH, color='k', linestyle=':', linewidth=1, label='log 128')
@@ -317,14 +321,16 @@ def figure_9(table):
     curves = [(study.encoder_setting(enc, est, t, 'cifar10'), f'{name}, {est_name}')
               for enc, name in (('mlp', 'MLP'), ('convnet', 'ConvNet'))
               for est, est_name in (('infonce', 'I_NCE'), ('nwj', 'I_NWJ'))]
-    got |= _acc_panel(axes[i], table, curves, baseline=study.PIXELS_CIFAR10)
+    # The same color for an (encoder, estimator) pair in every panel.
+    colors = {s: f'C{j}' for j, (s, _) in enumerate(curves)}
+    got |= _acc_panel(axes[i], table, curves, baseline=study.PIXELS_CIFAR10, colors=colors)
     axes[i].set_title(f'accuracy, t = {t}', fontsize=9)
     ax = axes[2 + i]
     for s, label in curves:
       c = _curve(table, s, 'I_EST/test')
       if c is not None:
         steps, mean, _, ns = c
-        got |= _draw(ax, steps, np.abs(mean - t), label, ns)
+        got |= _draw(ax, steps, np.abs(mean - t), label, ns, color=colors[s])
     ax.set_ylabel(f'testing loss |I_EST(test) - {t}| (nats)')
     ax.set_title(f'testing loss, t = {t}', fontsize=9)
   return _finish(fig, axes, got, 'Fig. 9 (App. G): encoders on CIFAR-10 at min |I_EST - t|')
