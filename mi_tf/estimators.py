@@ -95,12 +95,10 @@ def nwj_per_row(scores, row_offset=0):
     Tensor [b] whose mean over all B rows is I_NWJ.
   """
   scores = tf.convert_to_tensor(scores)
-  b = tf.shape(scores)[0]
   big_b = tf.shape(scores)[1]
   positive = _positive_scores(scores, row_offset)
-  is_positive = tf.one_hot(tf.range(b) + tf.cast(row_offset, tf.int32), big_b,
-                           on_value=True, off_value=False, dtype=tf.bool)
-  negatives = tf.where(is_positive, tf.constant(-math.inf, scores.dtype), scores - 1.0)
+  negatives = tf.where(_positive_mask(scores, row_offset), tf.constant(-math.inf, scores.dtype),
+                       scores - 1.0)
   log_mean_neg = (tf.reduce_logsumexp(negatives, axis=1)
                   - tf.math.log(tf.cast(big_b - 1, scores.dtype)))
   return positive - tf.exp(log_mean_neg)
