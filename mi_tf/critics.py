@@ -99,3 +99,33 @@ class InnerProduct(keras.layers.Layer):
   def call(self, x, y):
     self._check_dims(x.shape, y.shape)
     return _scores(self, keras.ops.matmul(x, keras.ops.transpose(y)))
+
+
+class Cosine(InnerProduct):
+  """Cosine critic f(x, y) = x^T y / (||x|| ||y|| T): no parameters, S [b, B] in [-1/T, 1/T].
+
+  The inner product of L2-normalised representations over a temperature T (SimCLR's
+  NT-Xent critic; Chen et al. 2020, Sec. 2.1, T = 0.1 here), for encoders trained on the unit
+  sphere (the triplet loss of ``mi_tf.tasks.metric.MetricLearning`` normalises as FaceNet
+  does, so the raw features' norms are untrained). I_NCE of this critic is at most
+  log K - log(1 + (K - 1) e^{-2/T}) nats (positives at 1/T, negatives at -1/T). An all-zero
+  row scores 0 with every column.
+  """
+
+  def __init__(self, temperature=0.1, **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(temperature, bool) or not float(temperature) > 0:
+      raise ValueError(f'Cosine critic: temperature must be a positive number, got '
+                       f'{temperature!r}.')
+    self.temperature = float(temperature)
+
+  def call(self, x, y):
+    self._check_dims(x.shape, y.shape)
+    x = keras.ops.cast(x, 'float32')
+    y = keras.ops.cast(y, 'float32')
+    x = x / keras.ops.maximum(keras.ops.norm(x, axis=-1, keepdims=True), 1e-12)
+    y = y / keras.ops.maximum(keras.ops.norm(y, axis=-1, keepdims=True), 1e-12)
+    return _scores(self, keras.ops.matmul(x, keras.ops.transpose(y)) / self.temperature)
+
+  def get_config(self):
+    return dict(super().get_config(), temperature=self.temperature)

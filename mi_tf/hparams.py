@@ -71,6 +71,10 @@ DESCRIPTIONS = {
     'probe_knn/test_accuracy': 'Test accuracy of the k-NN probe (cosine similarity, majority '
                                'vote of the 20 nearest probe-training examples; evaluated at '
                                'step 0 and at the last step only).',
+    'tuba/log_baseline': "The learned log-baseline a of I_TUBA (MIMaximization."
+                         "learned_baseline; I_EST is TUBA at this a).",
+    'dv/log_moving_average': "Log of MINE's moving average of E_q[exp f], the denominator of "
+                             "I_DV's corrected gradient (MIMaximization.dv_moving_average).",
     OMITTED_COUNT_TAG: 'Scalars of this step left out of the charts (not finite, or an '
                        f'estimate beyond {DISPLAY_BOUND_NATS:g} nats); metrics.jsonl has '
                        'them. The text display/omitted names them.',

@@ -22,12 +22,14 @@ from mi_tf import probe  # noqa: F401  linear_probe, converged_probe.
 from mi_tf import train_lib
 from mi_tf.tasks import adversarial  # noqa: F401
 from mi_tf.tasks import gaussian_toy  # noqa: F401
+from mi_tf.tasks import metric  # noqa: F401
 from mi_tf.tasks import mi_maximization  # noqa: F401
 from mi_tf.tasks import supervised  # noqa: F401
 
 # The critics are plain Keras layers (mi_tf.critics imports no gin: the known-MI validation
 # uses them without gin); here they become configurable under their own names.
-for _critic in (critics.Bilinear, critics.Separable, critics.Concat, critics.InnerProduct):
+for _critic in (critics.Bilinear, critics.Separable, critics.Concat, critics.InnerProduct,
+                critics.Cosine):
   gin_keras.external_configurable(_critic)
 
 _SEARCH_PATHS = set()

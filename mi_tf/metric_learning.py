@@ -13,7 +13,12 @@ where L_K-pair is the multi-class N-pair loss of Sohn (2016, "Improved Deep Metr
 with Multi-class N-pair Loss Objective", Eq. 7; "K-pair" in the paper): maximising I_NCE IS
 minimising that loss (tests/test_metric_learning.py checks the values and the encoder
 gradients). The triplet loss with semi-hard negative mining (Schroff et al., 2015, FaceNet,
-Eq. 1 and Sec. 3.2) is the other classic loss of the family.
+Eq. 1 and Sec. 3.2) is the other classic loss of the family. ``mined_infonce_per_row`` is
+InfoNCE over K columns per row, the positive and K - 1 negatives mined among the batch's
+(random ones, or the hardest: the highest-scoring, as metric learning mines them).
+
+Every per-row function takes the ``row_offset`` of ``mi_tf.estimators`` (row i's positive is
+column i + row_offset of a replica's [b, B] block of the global batch).
 
 Pure math like ``mi_tf.estimators``: TensorFlow ops only, no gin, no Keras.
 """
@@ -23,22 +28,40 @@ import math
 import tensorflow as tf
 
 
-def kpair_loss_per_row(scores):
-  """Per-row terms log(1 + sum_{j != i} exp(S[i, j] - S[i, i])) of the K-pair loss; [K].
+def kpair_loss_per_row(scores, row_offset=0):
+  """Per-row terms log(1 + sum_{j != i+o} exp(S[i, j] - S[i, i+o])) of the K-pair loss; [b].
 
-  Computed as softplus(logsumexp_{j != i}(S[i, j] - S[i, i])) (log(1 + e^a) = softplus(a)):
-  finite for scores of any size; 0 for K = 1 (no negative).
+  Computed as softplus(logsumexp_{j != i+o}(S[i, j] - S[i, i+o])) (log(1 + e^a) =
+  softplus(a)): finite for scores of any size; 0 for K = 1 (no negative).
 
   Args:
-    scores: float tensor [K, K], ``scores[i, j] = f(x_i, y_j)``, positives on the diagonal.
+    scores: float tensor [b, K], ``scores[i, j] = f(x_i, y_j)``: a replica's b rows of the
+      global batch against all K columns ([K, K] on one device, positives on the diagonal).
+    row_offset: column of row 0's positive (``mi_tf.distribute.replica_row_offset``; 0 on
+      one device), as in ``mi_tf.estimators``: row i's positive is column i + row_offset.
+  Returns:
+    Tensor [b]; their mean over the K rows of all replicas is the K-pair loss, and
+    log K - term_i is row i's InfoNCE term.
   """
   scores = tf.convert_to_tensor(scores)
-  k = tf.shape(scores)[0]
-  positive = tf.linalg.diag_part(scores)
-  margins = scores - positive[:, None]  # S[i, j] - S[i, i]
-  off_diagonal = tf.where(tf.eye(k, dtype=tf.bool), tf.constant(-math.inf, scores.dtype),
-                          margins)
-  return tf.math.softplus(tf.reduce_logsumexp(off_diagonal, axis=1))
+  is_positive = _positive_mask(scores, row_offset)
+  positive = _positive_scores(scores, row_offset)
+  margins = scores - positive[:, None]  # S[i, j] - S[i, i+o]
+  off_positive = tf.where(is_positive, tf.constant(-math.inf, scores.dtype), margins)
+  return tf.math.softplus(tf.reduce_logsumexp(off_positive, axis=1))
+
+
+def _positive_scores(scores, row_offset):
+  """S[i, i + row_offset] for every row i; [b]."""
+  cols = tf.range(tf.shape(scores)[0]) + tf.cast(row_offset, tf.int32)
+  return tf.gather(scores, cols, axis=1, batch_dims=1)
+
+
+def _positive_mask(scores, row_offset):
+  """True at each row's positive column i + row_offset; bool [b, K]."""
+  b = tf.shape(scores)[0]
+  return tf.cast(tf.one_hot(tf.range(b) + tf.cast(row_offset, tf.int32), tf.shape(scores)[1],
+                            dtype=tf.int32), tf.bool)
 
 
 def kpair_loss(scores):
@@ -81,7 +104,7 @@ def _safe_sqrt(d):
   return tf.where(zero, tf.zeros_like(d), tf.sqrt(tf.where(zero, tf.ones_like(d), d)))
 
 
-def triplet_terms(anchor, positive, negatives=None, margin=0.2, squared=True):
+def triplet_terms(anchor, positive, negatives=None, margin=0.2, squared=True, row_offset=None):
   """Per-anchor triplet terms with semi-hard negative mining in the batch (FaceNet).
 
   Triplet i is (anchor_i, positive_i, n*), with d_ap = D(anchor_i, positive_i) and the
@@ -109,6 +132,13 @@ def triplet_terms(anchor, positive, negatives=None, margin=0.2, squared=True):
     anchor: [B, D] embeddings; positive: [B, D], row i the positive of anchor i.
     negatives: None (candidates: positive_j, j != i; needs B >= 2) or [M, D] candidates
       shared by every anchor.
+    row_offset: with ``negatives``, None (every candidate is a negative) or the index of
+      anchor 0's own positive among the candidates: candidate i + row_offset is left out for
+      anchor i. That is the global batch under tf.distribute: a replica's b anchors and
+      positives, ``negatives`` = the positives of ALL replicas [B, D]
+      (``mi_tf.distribute.cross_replica_concat``), ``row_offset`` =
+      ``mi_tf.distribute.replica_row_offset(b)``; the terms are then those of the rows
+      [o, o + b) of ``triplet_terms`` on the whole batch.
     margin: alpha > 0 (FaceNet: 0.2 on unit-norm embeddings with squared distances).
     squared: squared Euclidean distances (default) or Euclidean.
   Returns:
@@ -141,6 +171,8 @@ def triplet_terms(anchor, positive, negatives=None, margin=0.2, squared=True):
     d_ap = _safe_sqrt(d_ap)
   if negatives is None:
     valid = tf.logical_not(tf.eye(tf.shape(anchor)[0], dtype=tf.bool))
+  elif row_offset is not None:
+    valid = tf.logical_not(_positive_mask(distances, row_offset))
   else:
     valid = tf.ones(tf.shape(distances), tf.bool)
   inf = tf.constant(math.inf, distances.dtype)
@@ -154,12 +186,92 @@ def triplet_terms(anchor, positive, negatives=None, margin=0.2, squared=True):
   return tf.nn.relu(d_ap - d_an + margin), chosen, has_semi
 
 
-def triplet_loss(anchor, positive, negatives=None, margin=0.2, squared=True):
+def triplet_loss(anchor, positive, negatives=None, margin=0.2, squared=True, row_offset=None):
   """Mean over the B anchors of the semi-hard triplet terms (``triplet_terms``); a scalar.
 
   FaceNet (Schroff et al., 2015) Eq. 1: sum over triplets of
   [||f(a) - f(p)||^2 - ||f(a) - f(n)||^2 + alpha]_+, here averaged, one triplet per anchor,
   negatives mined semi-hard within the batch (Sec. 3.2). Shapes: anchor, positive [B, D];
-  negatives None or [M, D].
+  negatives None or [M, D] (``row_offset``: see ``triplet_terms``).
   """
-  return tf.reduce_mean(triplet_terms(anchor, positive, negatives, margin, squared)[0])
+  return tf.reduce_mean(
+      triplet_terms(anchor, positive, negatives, margin, squared, row_offset)[0])
+
+
+# ------------------------------------------------------------------ InfoNCE over mined negatives
+
+MINING = ('random', 'hard')
+
+
+def _check_mining(scores, num_negatives, mining):
+  if mining not in MINING:
+    raise ValueError(f'mined InfoNCE: mining must be one of {MINING}, got {mining!r}.')
+  if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+    raise ValueError(f'mined InfoNCE: num_negatives must be an int >= 1, got '
+                     f'{num_negatives!r}.')
+  big_b = scores.shape[1]
+  if big_b is not None and num_negatives >= big_b:
+    raise ValueError(f'mined InfoNCE: num_negatives must be below the number of columns B = '
+                     f'{big_b} (each row has B - 1 = {big_b - 1} negatives), got '
+                     f'{num_negatives}.')
+
+
+def mine_negatives(scores, row_offset, num_negatives, mining, seed=None):
+  """Which negatives each row keeps: column indices [b, num_negatives] (int32), none a positive.
+
+  - 'hard': the ``num_negatives`` highest-scoring negatives of the row (``tf.math.top_k``, in
+    descending order of score; equal scores: the lower column first). The choice is a
+    function of the scores' values only (no gradient flows through it).
+  - 'random': ``num_negatives`` distinct negatives drawn uniformly at random without
+    replacement per row: the top-k of i.i.d. uniform keys (every k-subset equally likely).
+    ``seed``: None (stateful op-level randomness: a new draw at each call or step) or a
+    [2] integer tensor for ``tf.random.stateless_uniform``; the keys are drawn for the
+    GLOBAL rows [0, row_offset + b) and this replica's rows are sliced from them, so replicas
+    with the same seed draw different (independent) subsets.
+
+  Args:
+    scores: float [b, B] (a replica's rows against the global batch), positive of row i at
+      column i + row_offset.
+    row_offset: column of row 0's positive (``mi_tf.distribute.replica_row_offset``).
+    num_negatives: K - 1, an int in [1, B - 1].
+    mining: 'random' or 'hard'.
+  Raises:
+    ValueError: unknown mining, num_negatives not an int in [1, B - 1] (B known statically).
+  """
+  scores = tf.convert_to_tensor(scores)
+  _check_mining(scores, num_negatives, mining)
+  is_positive = _positive_mask(scores, row_offset)
+  if mining == 'hard':
+    keys = tf.stop_gradient(scores)
+  else:
+    b = tf.shape(scores)[0]
+    rows = tf.cast(row_offset, tf.int32) + b
+    shape = tf.stack([rows, tf.shape(scores)[1]])
+    if seed is None:
+      keys = tf.random.uniform(shape, dtype=tf.float32)
+    else:
+      keys = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    keys = keys[rows - b:]
+  keys = tf.where(is_positive, tf.constant(-math.inf, keys.dtype), keys)
+  return tf.math.top_k(keys, k=num_negatives, sorted=True).indices
+
+
+def mined_infonce_per_row(scores, row_offset, num_negatives, mining, seed=None):
+  """Per-row InfoNCE terms over the positive and ``num_negatives`` mined negatives; [b].
+
+  Row i keeps K - 1 = ``num_negatives`` of its B - 1 negatives (``mine_negatives``: random or
+  the hardest) and its term is the InfoNCE term over those K columns,
+  log K + S[i, i+o] - logsumexp([S[i, i+o], S[i, kept]]) <= log K. With num_negatives = B - 1
+  it is ``mi_tf.estimators.infonce_per_row``. Hard negatives raise the logsumexp: on the same
+  scores the hard value is <= any other choice's. The scores are differentiated; the choice
+  of negatives is not.
+
+  Args: as ``mine_negatives``. Returns: tensor [b] (mean over the B rows: the estimate).
+  """
+  scores = tf.convert_to_tensor(scores)
+  kept = tf.gather(scores, mine_negatives(scores, row_offset, num_negatives, mining, seed),
+                   axis=1, batch_dims=1)  # [b, K - 1]
+  positive = _positive_scores(scores, row_offset)
+  log_k = tf.math.log(tf.cast(num_negatives + 1, scores.dtype))
+  columns = tf.concat([positive[:, None], kept], axis=1)
+  return log_k + positive - tf.reduce_logsumexp(columns, axis=1)

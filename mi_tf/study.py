@@ -35,6 +35,17 @@ FINAL_METRICS = 'final_metrics.json'  # What a finished training run leaves.
 # ------------------------------------------------------------------ vocabulary
 
 ESTIMATORS = ('infonce', 'nwj')
+# Beyond the paper: the bounds Poole et al. (2019) and Song and Ermon (2020) compare, on the
+# Sec. 3.2 critics and at t = 4 of Sec. 3.3 (mi_tf.estimators has their definitions). The
+# 'tuba' settings learn TUBA's baseline (MIMaximization.learned_baseline).
+FAMILY_ESTIMATORS = ('dv', 'js', 'tuba', 'smile', 'alpha')
+BOUND_ESTIMATORS = ESTIMATORS + FAMILY_ESTIMATORS
+NOT_LOWER_BOUNDS = ('smile',)  # SMILE's clipped partition term can exceed the MI.
+FAMILY_TARGETS = (4,)
+# Beyond the paper: the metric-learning view of Sec. 4 and App. C.
+METRIC_OBJECTIVES = ('kpair_shared', 'kpair_separate', 'triplet')
+NEGATIVES_BATCH_SIZES = (16, 32, 64, 128, 256, 512)  # K, the negatives + 1 of I_NCE.
+MINING = ('random', 'hard')  # Which K - 1 = 127 of a 512 batch's 511 negatives a row keeps.
 CRITICS = ('bilinear', 'separable', 'concat')  # concat: the MLP critic.
 ENCODERS = ('mlp', 'convnet')
 TARGETS = (2, 4)
@@ -69,9 +80,25 @@ ADVERSARIAL_COLAB_LR = 'sec3_1_adversarial_colab_lr'  # The Colab's 10x larger r
 CRITICS_STUDY = 'sec3_2_critics'
 ENCODERS_STUDY = 'sec3_3_encoders'
 CRITIC_SETTINGS = {(critic, est): f'{CRITICS_STUDY}_{critic}_{est}'
-                   for critic in CRITICS for est in ESTIMATORS}
-ENCODER_SETTINGS = {(enc, est, t): f'{ENCODERS_STUDY}_{enc}_{est}_t{t}'
-                    for enc in ENCODERS for est in ESTIMATORS for t in TARGETS}
+                   for critic in CRITICS for est in BOUND_ESTIMATORS}
+ENCODER_SETTINGS = {
+    **{(enc, est, t): f'{ENCODERS_STUDY}_{enc}_{est}_t{t}'
+       for enc in ENCODERS for est in ESTIMATORS for t in TARGETS},
+    **{(enc, est, t): f'{ENCODERS_STUDY}_{enc}_{est}_t{t}'
+       for enc in ENCODERS for est in FAMILY_ESTIMATORS for t in FAMILY_TARGETS}}
+
+# Beyond the paper: metric-learning objectives (K-pair with a shared or separate encoders,
+# triplet) beside the MI-trained references of the same encoder; the number of negatives.
+METRIC_PREFIX = 'metric_'
+NEGATIVES_PREFIX = 'negatives_'
+METRIC_SETTINGS = {
+    **{(obj, enc): f'{METRIC_PREFIX}{obj}_{enc}' for obj in METRIC_OBJECTIVES for enc in ENCODERS},
+    # The I_NCE / I_NWJ references: the MLP ones are the Sec. 3.2 bilinear runs.
+    **{(est, 'mlp'): CRITIC_SETTINGS[('bilinear', est)] for est in ESTIMATORS},
+    **{(est, 'convnet'): f'{METRIC_PREFIX}{est}_convnet' for est in ESTIMATORS}}
+NEGATIVES_SETTINGS = {b: (CRITIC_SETTINGS[('bilinear', 'infonce')] if b == 128
+                          else f'{NEGATIVES_PREFIX}b{b}') for b in NEGATIVES_BATCH_SIZES}
+MINING_SETTINGS = {m: f'{NEGATIVES_PREFIX}{m}_k128' for m in MINING}
 
 # Sec. 4.
 SEC4_PREFIX = 'sec4_'
@@ -99,6 +126,23 @@ def critic_setting(critic, estimator, dataset='mnist'):
 def encoder_setting(encoder, estimator, target, dataset='mnist'):
   """The Sec. 3.3 setting of an encoder at target t of |I_EST - t| (App. G: on CIFAR-10)."""
   return _on(dataset, ENCODER_SETTINGS[(encoder, estimator, target)])
+
+
+def metric_setting(objective, encoder):
+  """A metric-learning setting (objective of METRIC_OBJECTIVES) or the MI-trained reference
+  of the same encoder (objective 'infonce' or 'nwj': bilinear critic, max I_EST)."""
+  return METRIC_SETTINGS[(objective, encoder)]
+
+
+def negatives_setting(batch_size):
+  """I_NCE with the bilinear critic and MLP encoders at a batch size of
+  NEGATIVES_BATCH_SIZES (K = batch size; 128 is the Sec. 3.2 run)."""
+  return NEGATIVES_SETTINGS[batch_size]
+
+
+def mining_setting(mining):
+  """I_NCE over K = 128 columns of a 512 batch: 127 'random' or 'hard' negatives a row."""
+  return MINING_SETTINGS[mining]
 
 
 def sec4_setting(sampling, estimator):
@@ -142,8 +186,18 @@ def _study():
                                        for e in ESTIMATORS)
              + tuple(encoder_setting(a, e, t, 'cifar10') for a in ENCODERS for e in ESTIMATORS
                      for t in TARGETS))
+  bounds = (tuple(critic_setting(c, e) for e in FAMILY_ESTIMATORS for c in CRITICS)
+            + tuple(encoder_setting(a, e, t) for a in ENCODERS for e in FAMILY_ESTIMATORS
+                    for t in FAMILY_TARGETS))
+  negatives = (tuple(negatives_setting(b) for b in NEGATIVES_BATCH_SIZES if b != 128)
+               + tuple(mining_setting(m) for m in MINING))
+  metric = (tuple(metric_setting(o, 'mlp') for o in METRIC_OBJECTIVES)
+            + tuple(metric_setting(o, 'convnet') for o in ESTIMATORS + METRIC_OBJECTIVES))
   return {
       'mnist': mnist,
+      # Beyond the paper (the paper's own settings they compare with are in 'mnist').
+      'bounds': bounds,
+      'metric': negatives + metric,
       'baselines': tuple(s for s in mnist if is_baseline(s)),
       'sec3_1': resmlp + adversarial + realnvp,
       'sec3_2': critics,
@@ -167,6 +221,12 @@ CIFAR10_SETTINGS = SUITES['cifar10']
 DEFAULT_SETTING_SEEDS = {realnvp_setting('infonce'): 3, realnvp_setting('nwj'): 3,
                          **{encoder_setting('convnet', e, t, 'cifar10'): 1
                             for e in ESTIMATORS for t in TARGETS}}
+# Beyond the paper: the MNIST ConvNet settings (about 40 min a run on 2 CPU cores, 2 h on a
+# VM with a third of the matmul peak) get 1 seed, the least their plan asks.
+DEFAULT_SETTING_SEEDS.update({encoder_setting('convnet', e, t): 1 for e in FAMILY_ESTIMATORS
+                              for t in FAMILY_TARGETS})
+DEFAULT_SETTING_SEEDS.update({metric_setting(o, 'convnet'): 1
+                              for o in ESTIMATORS + METRIC_OBJECTIVES})
 
 
 # ------------------------------------------------------------------ what the report reads
@@ -177,7 +237,14 @@ DEFAULT_SETTING_SEEDS = {realnvp_setting('infonce'): 3, realnvp_setting('nwj'): 
 CIFAR10_CLAIM_4 = '4 (CIFAR-10)'
 CIFAR10_CLAIM_5 = '5 (CIFAR-10)'
 CIFAR10_CLAIM_PIXELS = 'G (CIFAR-10)'
-CLAIM_IDS = (1, 2, 3, 4, 5, 6, CIFAR10_CLAIM_4, CIFAR10_CLAIM_5, CIFAR10_CLAIM_PIXELS)
+# Beyond the paper: does a tighter bound give a better representation; does the metric-learning
+# view predict the runs (metric-learning objectives as good as I_NCE; more and harder negatives
+# better).
+BOUNDS_CLAIM = 'B (bounds)'
+METRIC_CLAIM = 'K (metric learning)'
+NEGATIVES_CLAIM = 'N (negatives)'
+CLAIM_IDS = (1, 2, 3, 4, 5, 6, CIFAR10_CLAIM_4, CIFAR10_CLAIM_5, CIFAR10_CLAIM_PIXELS,
+             BOUNDS_CLAIM, METRIC_CLAIM, NEGATIVES_CLAIM)
 
 
 def critic_settings(dataset='mnist'):
@@ -189,6 +256,28 @@ def encoder_settings(dataset='mnist', targets=TARGETS):
   """The Sec. 3.3 settings of a dataset at the given targets t."""
   return tuple(encoder_setting(a, e, t, dataset) for e in ESTIMATORS for t in targets
                for a in ENCODERS)
+
+
+def bound_critic_settings():
+  """The Sec. 3.2 settings of every estimator of BOUND_ESTIMATORS (estimator-major)."""
+  return tuple(critic_setting(c, e) for e in BOUND_ESTIMATORS for c in CRITICS)
+
+
+def bound_encoder_settings(targets=FAMILY_TARGETS):
+  """The Sec. 3.3 settings of every estimator of BOUND_ESTIMATORS at t = 4."""
+  return tuple(encoder_setting(a, e, t) for e in BOUND_ESTIMATORS for t in targets
+               for a in ENCODERS)
+
+
+def metric_settings():
+  """The metric-learning settings and their I_NCE / I_NWJ references, encoder by encoder."""
+  return tuple(metric_setting(o, a) for a in ENCODERS for o in ESTIMATORS + METRIC_OBJECTIVES)
+
+
+def negatives_settings():
+  """The batch-size settings (K = 16 ... 512) and the two K = 128 minings."""
+  return (tuple(negatives_setting(b) for b in NEGATIVES_BATCH_SIZES)
+          + tuple(mining_setting(m) for m in MINING))
 
 
 def claim_settings():
@@ -204,6 +293,9 @@ def claim_settings():
       CIFAR10_CLAIM_5: encoder_settings('cifar10'),
       CIFAR10_CLAIM_PIXELS: ((PIXELS_CIFAR10,) + critic_settings('cifar10')
                              + encoder_settings('cifar10')),
+      BOUNDS_CLAIM: bound_critic_settings(),
+      METRIC_CLAIM: metric_settings(),
+      NEGATIVES_CLAIM: negatives_settings(),
   }
 
 
@@ -229,6 +321,10 @@ def figure_settings():
       'fig7': encoders(TARGETS),
       'fig8': critic_settings('cifar10') + (PIXELS_CIFAR10,),
       'fig9': encoder_settings('cifar10') + (PIXELS_CIFAR10,),
+      # Beyond the paper.
+      'bounds': bound_critic_settings() + bound_encoder_settings(),
+      'metric': metric_settings(),
+      'negatives': negatives_settings(),
   }
 
 

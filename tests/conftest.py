@@ -79,6 +79,22 @@ def experiment_gin_files():
   return sorted(p for p in GIN_DIR.glob('*.gin'))
 
 
+def smoke_gin_files():
+  """The experiment files the smoke test trains: every file of the paper's MNIST and App. G
+  studies, and of the beyond-the-paper products one file per new estimator (its bilinear
+  critic run, and the MLP t = 4 run of an estimator that is no mean of rows) and per new
+  objective, batch size end and mining; every file is parsed and its task built in
+  tests/test_gin_files.py."""
+  from mi_tf import study  # pylint: disable=g-import-not-at-top
+  names = set(study.MNIST_SETTINGS) | set(study.CIFAR10_SETTINGS)
+  names |= {study.critic_setting('bilinear', e) for e in study.FAMILY_ESTIMATORS}
+  names |= {study.encoder_setting('mlp', 'smile', 4), study.encoder_setting('mlp', 'tuba', 4)}
+  names |= {study.metric_setting(o, 'mlp') for o in study.METRIC_OBJECTIVES}
+  names |= {study.negatives_setting(16), study.negatives_setting(512)}
+  names |= {study.mining_setting(m) for m in study.MINING}
+  return [p for p in experiment_gin_files() if p.stem in names]
+
+
 @pytest.fixture(autouse=True)
 def _clear_gin():
   gin.clear_config()

@@ -246,3 +246,35 @@ def test_a_shared_encoder_with_the_inner_product_critic_trains(tmp_path):
   assert len(task.variables) == len(task.g1.trainable_variables) == 6  # 3 Dense layers.
   with pytest.raises(ValueError, match='shared_encoder'):
     mi_maximization.MIMaximization(shared_encoder=True, encoder_g2=mi_maximization.MLP)
+
+
+def test_triplet_row_offset_gives_the_global_batch_rows_of_a_replica():
+  """Under tf.distribute a replica holds anchors [o, o + b) and all B positives: its terms are
+  those rows of the whole batch's (own positive left out of the candidates)."""
+  rng = np.random.default_rng(7)
+  a = tf.math.l2_normalize(tf.constant(rng.standard_normal((12, 5))), axis=1)
+  p = tf.math.l2_normalize(a + 0.5 * tf.constant(rng.standard_normal((12, 5))), axis=1)
+  whole = [t.numpy() for t in metric_learning.triplet_terms(a, p, margin=0.5)]
+  for o in (0, 4, 8):
+    block = metric_learning.triplet_terms(a[o:o + 4], p[o:o + 4], p, margin=0.5, row_offset=o)
+    for w, got in zip(whole, block):
+      np.testing.assert_array_equal(got.numpy(), w[o:o + 4])
+    assert not np.any(block[1].numpy() == np.arange(4) + o)  # Never the own positive.
+
+
+def test_cosine_critic_is_normalised_inner_product_over_a_temperature():
+  rng = np.random.default_rng(3)
+  x, y = rng.standard_normal((4, 6)) * 50, rng.standard_normal((7, 6)) * 1e-3
+  y[2] = 0.0  # A zero row scores 0 with every row.
+  c = critics.Cosine(temperature=0.5)
+  s = c(tf.constant(x, tf.float32), tf.constant(y, tf.float32)).numpy()
+  norms = np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-300)
+  ref = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (y / norms).T / 0.5
+  np.testing.assert_allclose(s, ref, rtol=1e-5, atol=1e-5)
+  assert np.all(s[:, 2] == 0) and np.all(np.abs(s) <= 2.0 + 1e-5) and c.weights == []
+  for bad in (0.0, -1.0, float('nan'), True):
+    with pytest.raises(ValueError, match='temperature must be a positive number'):
+      critics.Cosine(temperature=bad)
+  gin.parse_config('_critic_of.critic = @Cosine\nCosine.temperature = 0.25')
+  critic = _critic_of()()
+  assert isinstance(critic, critics.Cosine) and critic.temperature == 0.25

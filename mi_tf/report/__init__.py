@@ -12,8 +12,8 @@ The package, by stage (each module's docstring says more):
       ``study.CLAIM_IDS``) -> {id, claim, status PASS | FAIL |
       INCONCLUSIVE | INSUFFICIENT_DATA, checks, numbers, n_seeds, notes}: every comparison
       decided by >= SEPARATION (2) standard errors of the seed noise with >= MIN_SEEDS (3)
-      seeds a side; ``check_claims`` decides each claim under the paper's probe (``status``)
-      and the converged probe (``status_converged``).
+      seeds a side; ``check_claims`` decides each claim under the paper's probe (``status``),
+      the converged probe (``status_converged``) and the k-NN probe (``status_knn``).
   ``figures``  ``figure_<name>(table)`` -> a matplotlib Figure (or None without data).
   ``markdown`` ``render_markdown(...)``, ``replace_generated(text, section)``.
   ``existing`` the report already in an output directory: its run inventory, the rule that a
@@ -53,7 +53,10 @@ from mi_tf.report.claims import claim5
 from mi_tf.report.claims import claim6
 from mi_tf.report.claims import claim4_cifar10
 from mi_tf.report.claims import claim5_cifar10
+from mi_tf.report.claims import claim_bounds
 from mi_tf.report.claims import claim_function
+from mi_tf.report.claims import claim_metric_learning
+from mi_tf.report.claims import claim_negatives
 from mi_tf.report.claims import claim_pixels_cifar10
 from mi_tf.report.claims import claim_text
 from mi_tf.report.claims import CLAIMS
@@ -94,6 +97,7 @@ from mi_tf.report.markdown import replace_generated
 from mi_tf.report.results import _json_safe
 from mi_tf.report.results import ACC
 from mi_tf.report.results import ACC_FAST
+from mi_tf.report.results import ACC_KNN
 from mi_tf.report.results import aggregate
 from mi_tf.report.results import CSV_COLUMNS
 from mi_tf.report.results import gaussian_smooth
@@ -107,6 +111,7 @@ from mi_tf.report.results import write_csv
 __all__ = [
     'ACC',
     'ACC_FAST',
+    'ACC_KNN',
     'aggregate',
     'BEGIN_MARK',
     'check_claims',
@@ -118,7 +123,10 @@ __all__ = [
     'claim6',
     'claim4_cifar10',
     'claim5_cifar10',
+    'claim_bounds',
     'claim_function',
+    'claim_metric_learning',
+    'claim_negatives',
     'claim_pixels_cifar10',
     'claim_text',
     'CLAIMS',
@@ -340,7 +348,8 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
     colab = (f'; {c["colab_setting"]}: {c["colab_status"]} / '
              f'{c.get("colab_status_converged")}' if 'colab_status' in c else '')
     verdict = (f'{c["status"]} (reads no probe)' if c.get('probe') is None else
-               f'{c["status"]} (paper probe), {c["status_converged"]} (converged probe)')
+               f'{c["status"]} (paper probe), {c["status_converged"]} (converged probe), '
+               f'{c.get("status_knn")} (k-NN probe)')
     print(f'Claim {c["id"]}: {verdict}{colab}')
   if kept:
     print(f'Kept {len(kept)} setting(s) of the earlier report (no runs of them planned or '

@@ -32,6 +32,7 @@ import numpy as np
 from mi_tf import study
 from mi_tf.report.results import ACC
 from mi_tf.report.results import ACC_FAST
+from mi_tf.report.results import ACC_KNN
 
 # 0.0204 nats: the paper's Sec. 4 (covariance [[2, .4], [.4, 2]], correlation rho = 0.2).
 TRUE_MI_SEC4 = -0.5 * math.log(1 - 0.2**2)
@@ -54,8 +55,10 @@ PAPER_PIXELS_CIFAR10 = 0.24
 PASS, FAIL, INCONCLUSIVE, INSUFFICIENT = 'PASS', 'FAIL', 'INCONCLUSIVE', 'INSUFFICIENT_DATA'
 HOLDS, REVERSED, UNRESOLVED = 'HOLDS', 'REVERSED', 'UNRESOLVED'
 
-# The probe protocols every claim that reads probe accuracy is decided under.
-PROTOCOLS = {'paper': ACC, 'converged': ACC_FAST}
+# The probe protocols every claim that reads probe accuracy is decided under: the paper's
+# SAGA probe, the converged L-BFGS probe, and (beyond the paper) the k-NN probe (k = 20,
+# cosine; step 0 and final evaluation only; runs without it: INSUFFICIENT_DATA there).
+PROTOCOLS = {'paper': ACC, 'converged': ACC_FAST, 'knn': ACC_KNN}
 
 
 def claim_text(claim_id):
@@ -85,6 +88,9 @@ def claim_text(claim_id):
                                   'settings) ends above the pixel baseline measured here (the '
                                   f'paper: pixels about {PAPER_PIXELS_CIFAR10:.0%}, '
                                   'representations 26-36%).',
+      study.BOUNDS_CLAIM: bounds_claim_text(),
+      study.METRIC_CLAIM: claim_text_metric(),
+      study.NEGATIVES_CLAIM: claim_text_negatives(),
   }[claim_id]
 
 
@@ -533,8 +539,224 @@ def claim_pixels_cifar10(table, acc=ACC):
   return c.result()
 
 
+# ------------------------------------------------- beyond the paper: metric learning, negatives
+
+# Claim K: a metric-learning objective is "as good as I_NCE" unless its accuracy is lower by
+# more than 1 point (0.01) at 2 SE: a non-inferiority margin, fixed before any result.
+NONINFERIORITY_MARGIN = 0.01
+
+
+def claim_text_metric():
+  """The statement of study.METRIC_CLAIM (claim_metric_learning), naming the study's settings."""
+  objectives = ', '.join(study.METRIC_OBJECTIVES)
+  return (f'{study.METRIC_PREFIX}* (beyond the paper; Sec. 4, App. C): the metric-learning view '
+          f'predicts that metric-learning objectives ({objectives}) learn representations as '
+          f'good as I_NCE\'s: for each encoder ({", ".join(study.ENCODERS)}) and objective, '
+          f'accuracy(objective) > accuracy(I_NCE, the same encoder) - '
+          f'{NONINFERIORITY_MARGIN:g}.')
+
+
+def claim_text_negatives():
+  """The statement of study.NEGATIVES_CLAIM (claim_negatives), naming the study's settings."""
+  ks = study.NEGATIVES_BATCH_SIZES
+  return (f'{study.NEGATIVES_PREFIX}* (beyond the paper; Sec. 4, App. C): more negatives give a '
+          f'better representation (accuracy rises with K = {ks[0]} ... {ks[-1]}, the I_NCE '
+          f'batch size), and hard negatives beat random ones '
+          f'({study.mining_setting("hard")} vs {study.mining_setting("random")}).')
+
+
+class _StatedCheck(_Check):
+  """A ``_Check`` of a claim beyond the paper that carries its own statement, so that its
+  result reads the same whether or not ``claim_text`` lists the claim's id."""
+
+  def __init__(self, claim_id, statement, acc=ACC):
+    super().__init__(claim_id, acc)
+    self.statement = statement
+
+  def result(self):
+    status = claim_status([r['state'] for r in self.results], bool(self.missing))
+    notes = list(self.notes)
+    if self.missing:
+      notes.append('missing (no finished runs, or a metric they do not log): '
+                   + ', '.join(self.missing))
+    return {'id': self.id, 'claim': self.statement, 'status': status,
+            'checks': self.results, 'numbers': self.numbers, 'n_seeds': self.n_seeds,
+            'notes': notes, 'probe': self.acc}
+
+
+def claim_metric_learning(table, acc=ACC):
+  """Beyond the paper (Sec. 4, App. C): metric-learning objectives are as good as I_NCE.
+
+  For each encoder of study.ENCODERS (mlp, convnet) and each objective of
+  study.METRIC_OBJECTIVES (K-pair loss with a shared and with separate encoders, triplet
+  loss), on final accuracies: accuracy(objective) > accuracy(I_NCE reference of the same
+  encoder, ``study.metric_setting('infonce', enc)``) - NONINFERIORITY_MARGIN (0.01), i.e.
+  ``compare(objective, reference, margin=-0.01)``: HOLDS when the objective is not worse by
+  more than 1 point at 2 SE, REVERSED when it is worse by more than 1 point at 2 SE. The
+  I_NWJ references' accuracies and every setting's I_NCE/test are reported, not decided on.
+  """
+  c = _StatedCheck(study.METRIC_CLAIM, claim_text_metric(), acc)
+  c.notes.append(f'non-inferiority margin {NONINFERIORITY_MARGIN:g} (accuracy(objective) > '
+                 f'accuracy(I_NCE) - {NONINFERIORITY_MARGIN:g}, by 2 SE)')
+  for enc in study.ENCODERS:
+    ref_setting = study.metric_setting('infonce', enc)
+    ref = c.row(table, ref_setting, acc)
+    nwj_setting = study.metric_setting('nwj', enc)
+    for label, setting, row in (('I_NCE reference', ref_setting, ref),
+                                ('I_NWJ reference (not deciding)', nwj_setting,
+                                 table.final(nwj_setting, acc))):
+      if row:
+        c.numbers.append((f'{enc} {label} {setting}: accuracy, I_NCE/test',
+                          f'{_num(row)}, {_num(table.final(setting, "I_NCE/test"), digits=3)}'))
+    for obj in study.METRIC_OBJECTIVES:
+      setting = study.metric_setting(obj, enc)
+      row = c.row(table, setting, acc)
+      if row is None:
+        continue
+      c.numbers.append((f'{enc} {obj} {setting}: accuracy, I_NCE/test',
+                        f'{_num(row)}, {_num(table.final(setting, "I_NCE/test"), digits=3)}'))
+      if ref:
+        c.order(f'{enc}: accuracy({obj}) > accuracy(I_NCE) - {NONINFERIORITY_MARGIN:g}', row,
+                ref, margin=-NONINFERIORITY_MARGIN)
+  return c.result()
+
+
+def claim_negatives(table, acc=ACC):
+  """Beyond the paper (Sec. 4, App. C): more negatives, and harder ones, give a better
+  representation.
+
+  On final accuracies, by the usual rule (2 SE, >= MIN_SEEDS seeds a side):
+    accuracy(K = 512) > accuracy(K = 16) (``study.negatives_setting``: I_NCE over batches of
+      K, the bilinear critic, MLP encoders);
+    accuracy(hard) > accuracy(random) (``study.mining_setting``: each row of a 512 batch keeps
+      127 of its 511 negatives, the highest-scoring or random ones; I_NCE over K = 128);
+  and a bound: Spearman's rank correlation of the mean accuracy over seeds with K, over the
+  six batch sizes of study.NEGATIVES_BATCH_SIZES, >= MIN_SPEARMAN (0.8) (unresolved unless
+  all six have a finite mean). Reported: accuracy, I_NCE/test (over blocks of the evaluation
+  batch size, 128) and the final training-batch I_EST (over K columns, <= log K) per K.
+  """
+  c = _StatedCheck(study.NEGATIVES_CLAIM, claim_text_negatives(), acc)
+  accs = {}
+  for k in study.NEGATIVES_BATCH_SIZES:
+    setting = study.negatives_setting(k)
+    row = c.row(table, setting, acc)
+    if row is None:
+      continue
+    accs[k] = row
+    train = table.final(setting, 'I_EST', split='train')
+    c.numbers.append((f'K={k} {setting}: accuracy; I_NCE/test; training I_EST; log K',
+                      f'{_num(row)}; {_num(table.final(setting, "I_NCE/test"), digits=3)}; '
+                      f'{_num(train, digits=3)}; {math.log(k):.3f}'))
+  small, large = min(study.NEGATIVES_BATCH_SIZES), max(study.NEGATIVES_BATCH_SIZES)
+  if small in accs and large in accs:
+    c.order(f'accuracy(K={large}) > accuracy(K={small})', accs[large], accs[small])
+  mined = {m: c.row(table, study.mining_setting(m), acc) for m in study.MINING}
+  for m, row in mined.items():
+    if row:
+      setting = study.mining_setting(m)
+      c.numbers.append((f'{m} negatives {setting}: accuracy; I_NCE/test',
+                        f'{_num(row)}; {_num(table.final(setting, "I_NCE/test"), digits=3)}'))
+  if mined['hard'] and mined['random']:
+    c.order('accuracy(hard negatives) > accuracy(random negatives)', mined['hard'],
+            mined['random'])
+  points = [k for k in study.NEGATIVES_BATCH_SIZES
+            if k in accs and math.isfinite(accs[k]['mean'])]
+  if len(points) >= 2:
+    rho = spearman(points, [accs[k]['mean'] for k in points])
+    complete = len(points) == len(study.NEGATIVES_BATCH_SIZES) and math.isfinite(rho)
+    c.bound('accuracy rises with K', rho >= MIN_SPEARMAN if complete else None,
+            f'Spearman {rho:.2f} over {len(points)} of {len(study.NEGATIVES_BATCH_SIZES)} '
+            f'batch sizes, bound {MIN_SPEARMAN:g}')
+  return c.result()
+
+
+# ------------------------------------------------------------------ beyond the paper
+
+def bounds_claim_text():
+  """The statement of study.BOUNDS_CLAIM (``claim_bounds``), naming the study's settings."""
+  return (f'{study.CRITICS_STUDY}_<critic>_<estimator> (beyond the paper), the family of '
+          f'bounds ({", ".join(study.BOUND_ESTIMATORS)}) x {len(study.CRITICS)} critics: of '
+          'two settings trained with lower bounds whose final I_EST/test differ by 2 SE, the '
+          'tighter (higher) one has the higher final probe accuracy (not lower bounds, not '
+          f'compared: {", ".join(study.NOT_LOWER_BOUNDS)}).')
+
+
+def _bound_family_settings():
+  """[(estimator, critic, setting)] of study.bound_critic_settings(), estimator-major."""
+  return [(e, k, study.critic_setting(k, e)) for e in study.BOUND_ESTIMATORS
+          for k in study.CRITICS]
+
+
+def claim_bounds(table, acc=ACC):
+  """Beyond the paper: does a tighter bound give a better representation?
+
+  Over the Sec. 3.2 family settings (study.bound_critic_settings(): every estimator of
+  study.BOUND_ESTIMATORS x the 3 critics) whose estimator is a lower bound on MI (not in
+  study.NOT_LOWER_BOUNDS: SMILE is left out), for every unordered pair (a, b) whose final
+  I_EST/test (the trained bound's own value, mean over seeds) is ordered by ``compare`` (|z| >=
+  SEPARATION with >= MIN_SEEDS seeds on each side), the tighter side t (the higher I_EST) and
+  the other l: the claim predicts accuracy(t) > accuracy(l), one comparison per such pair
+  (HOLDS / REVERSED / UNRESOLVED by the same rule). A pair whose bounds are not ordered makes
+  no comparison. Each run's representation is its own, so "tighter" means a higher certified
+  MI of that run's representation, not a bound closer to one common MI.
+
+  Status as ``claim_status``: PASS iff every comparison HOLDS, FAIL if any is REVERSED,
+  INSUFFICIENT_DATA if a setting or metric is missing (and none is reversed), INCONCLUSIVE
+  otherwise, and INCONCLUSIVE when no pair has an ordered bound (said in the notes).
+  Reported, deciding nothing: Spearman's rank correlation of mean I_EST/test with mean
+  accuracy over the lower-bound settings with both finite, the counts of HOLDS, REVERSED and
+  UNRESOLVED, and SMILE's numbers.
+  """
+  c = _StatedCheck(study.BOUNDS_CLAIM, bounds_claim_text(), acc)
+  rows = {}
+  for est, _, s in _bound_family_settings():
+    lower = est not in study.NOT_LOWER_BOUNDS
+    # A setting that decides nothing (SMILE) is reported when present, never missing.
+    get = (lambda s, m: c.row(table, s, m)) if lower else (lambda s, m: table.final(s, m))
+    bound, a = get(s, 'I_EST/test'), get(s, acc)
+    if bound and a:
+      c.numbers.append((f'{s}: accuracy, I_EST/test'
+                        + ('' if lower else ' (not a lower bound, not compared)'),
+                        f'{_num(a)}, {_num(bound, digits=3)}'))
+      if lower:
+        rows[s] = (bound, a)
+  names = list(rows)
+  decided = 0
+  for i, s in enumerate(names):
+    for u in names[i + 1:]:
+      state, z = compare(rows[s][0], rows[u][0])
+      if state == UNRESOLVED:
+        continue
+      decided += 1
+      hi, lo = (s, u) if state == HOLDS else (u, s)
+      c.order(f'{hi} tighter than {lo} (I_EST/test {_fixed(rows[hi][0]["mean"], 3)} vs '
+              f'{_fixed(rows[lo][0]["mean"], 3)}, {_z(abs(z))}): accuracy({hi}) > '
+              f'accuracy({lo})', rows[hi][1], rows[lo][1])
+  finite = [s for s in names if all(math.isfinite(r['mean']) for r in rows[s])]
+  rho = spearman([rows[s][0]['mean'] for s in finite], [rows[s][1]['mean'] for s in finite])
+  states = [r['state'] for r in c.results]
+  c.numbers.append(('Spearman rank correlation of mean I_EST/test with mean accuracy '
+                    '(lower bounds; decides nothing)', f'{rho:.3f} over {len(finite)} settings'))
+  c.numbers.append(('pairs with ordered bounds / all pairs of lower-bound settings',
+                    f'{decided} / {len(names) * (len(names) - 1) // 2}'))
+  c.numbers.append(('comparisons HOLDS / REVERSED / UNRESOLVED',
+                    f'{states.count(HOLDS)} / {states.count(REVERSED)} / '
+                    f'{states.count(UNRESOLVED)}'))
+  no_pair = not c.results
+  if no_pair:
+    c.notes.append('no pair of lower-bound settings has final I_EST/test ordered by '
+                   f'{SEPARATION:g} SE with >= {MIN_SEEDS} seeds each: nothing to compare')
+  out = c.result()
+  if no_pair and not c.missing:
+    out['status'] = INCONCLUSIVE
+  return out
+
+
+# ------------------------------------------------------------------ every claim
+
 CLAIMS = (claim1, claim2, claim3, claim4, claim5, claim6, claim4_cifar10, claim5_cifar10,
-          claim_pixels_cifar10)  # In the order of study.CLAIM_IDS.
+          claim_pixels_cifar10, claim_bounds, claim_metric_learning,
+          claim_negatives)  # In the order of study.CLAIM_IDS.
 PROBE_FREE = (claim6,)  # Claims that read no probe accuracy.
 
 
@@ -544,24 +766,27 @@ def claim_function(claim_id):
 
 
 def check_claims(table):
-  """Every claim (``study.CLAIM_IDS``) under both probe protocols.
+  """Every claim (``study.CLAIM_IDS``) under every probe protocol of PROTOCOLS.
 
-  Returns: the paper-probe results (``status``, ``checks``, ...), each with
-  ``status_converged`` and ``checks_converged`` (and for claim 2 ``colab_status_converged``)
-  from the converged probe (ACC_FAST); a claim that reads no probe has the same verdict in
-  both, and ``probe`` None.
+  Returns: the paper-probe results (``status``, ``checks``, ...), each with, for every other
+  protocol p ('converged': ACC_FAST; 'knn': ACC_KNN), ``status_<p>``, ``checks_<p>`` and
+  ``notes_<p>`` (and for claim 2 ``colab_status_<p>``); a claim that reads no probe has the
+  same verdict in all, and ``probe`` None.
   """
   out = []
   for fn in CLAIMS:
     result = fn(table, PROTOCOLS['paper'])
-    if fn in PROBE_FREE:
-      result.update(status_converged=result['status'], checks_converged=result['checks'],
-                    probe=None)
-    else:
-      fast = fn(table, PROTOCOLS['converged'])
-      result.update(status_converged=fast['status'], checks_converged=fast['checks'],
-                    notes_converged=fast['notes'])
-      if 'colab_status' in fast:
-        result['colab_status_converged'] = fast['colab_status']
+    for name, acc in PROTOCOLS.items():
+      if name == 'paper':
+        continue
+      if fn in PROBE_FREE:
+        result.update({f'status_{name}': result['status'], f'checks_{name}': result['checks'],
+                       'probe': None})
+        continue
+      other = fn(table, acc)
+      result.update({f'status_{name}': other['status'], f'checks_{name}': other['checks'],
+                     f'notes_{name}': other['notes']})
+      if 'colab_status' in other:
+        result[f'colab_status_{name}'] = other['colab_status']
     out.append(result)
   return out

@@ -336,13 +336,6 @@ def figure_9(table):
   return _finish(fig, axes, got, 'Fig. 9 (App. G): encoders on CIFAR-10 at min |I_EST - t|')
 
 
-FIGURES = {
-    'fig1a': figure_1a, 'fig1b': figure_1b, 'fig1c': figure_1c, 'fig2': figure_2,
-    'fig3': figure_3, 'fig4a': figure_4a, 'fig4b': figure_4b, 'fig4c': figure_4c,
-    'fig5': figure_5, 'fig6': figure_6, 'fig7': figure_7, 'fig8': figure_8, 'fig9': figure_9,
-}
-
-
 def write_figures(table, figures_dir, flags=None, names=None):
   """Writes the figures with data as <figures_dir>/<name>.png; returns {name: path|None}.
 
@@ -397,3 +390,223 @@ def write_tensorboard_images(paths, logdir):
   writer.close()
 
 
+
+
+# ------------------------------------------------- beyond the paper: metric learning, negatives
+
+def _final_point(table, setting, metric, scale=1.0):
+  """(mean, sd or 0, n) of a setting's final value, or None (absent or not finite)."""
+  row = table.final(setting, metric)
+  if row is None or not math.isfinite(row['mean']):
+    return None
+  sd = row['sd'] if math.isfinite(row['sd']) else 0.0
+  return row['mean'] * scale, sd * scale, row['n']
+
+
+def _relabel(fig, axes, xlabels):
+  """Replaces _finish's step axis labels (these figures are not curves over steps)."""
+  if fig is not None:
+    for ax, label in zip(axes, xlabels):
+      ax.set_xlabel(label)
+    fig.tight_layout()
+  return fig
+
+
+def figure_metric(table):
+  """Beyond the paper (Sec. 4, App. C; claim study.METRIC_CLAIM): final probe accuracy of the
+  metric-learning objectives beside the MI-trained references, grouped by encoder.
+
+  Bars: mean over seeds of the final linear-probe accuracy (the paper's probe), error bars
+  +/- 1 SD, for I_NCE, I_NWJ (``study.metric_setting(est, enc)``), the K-pair loss with a
+  shared and with separate encoders, and the triplet loss; diamonds: the final k-NN probe
+  accuracy (ACC_KNN) where the runs logged it. None without data.
+  """
+  from mi_tf.report.results import ACC_KNN  # pylint: disable=g-import-not-at-top
+  objectives = (('infonce', 'I_NCE'), ('nwj', 'I_NWJ'), ('kpair_shared', 'K-pair, shared'),
+                ('kpair_separate', 'K-pair, separate'), ('triplet', 'triplet'))
+  fig, (ax,) = _new()
+  width = 0.8 / len(objectives)
+  got = False
+  values = []  # Every drawn value, for the y range.
+  knn_label = 'k-NN probe (k = 20)'
+  for j, (obj, label) in enumerate(objectives):
+    color = f'C{j}'
+    for i, enc in enumerate(study.ENCODERS):
+      setting = study.metric_setting(obj, enc)
+      x = i + (j - (len(objectives) - 1) / 2) * width
+      point = _final_point(table, setting, ACC, 100)
+      if point is not None:
+        mean, sd, n = point
+        ax.bar(x, mean, width, yerr=sd, capsize=2, color=color,
+               label=label if not any(label == t for t in ax.get_legend_handles_labels()[1])
+               else None)
+        ax.annotate(f'n={n}', (x, mean), ha='center', va='bottom', fontsize=6)
+        values.append(mean)
+        got = True
+      knn = _final_point(table, setting, ACC_KNN, 100)
+      if knn is not None:
+        ax.plot(x, knn[0], 'D', color='k', markersize=4,
+                label=knn_label if knn_label not in ax.get_legend_handles_labels()[1]
+                else None)
+        values.append(knn[0])
+        got = True
+  ax.set_xticks(range(len(study.ENCODERS)))
+  ax.set_xticklabels([{'mlp': 'MLP', 'convnet': 'ConvNet'}.get(e, e) for e in study.ENCODERS])
+  ax.set_ylabel('test accuracy (%)')
+  if values:
+    ax.set_ylim(max(0.0, min(values) - 10), min(100.0, max(values) + 3))
+  fig = _finish(fig, [ax], got, 'Beyond the paper: metric-learning objectives vs I_NCE, '
+                'I_NWJ\n(final probe accuracy, mean +/- SD over seeds)')
+  if fig is not None:  # The legend below the axes, clear of the bars.
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=3)
+  return _relabel(fig, [ax], ['encoder'])
+
+
+def figure_negatives(table):
+  """Beyond the paper (Sec. 4, App. C; claim study.NEGATIVES_CLAIM): the number and the
+  hardness of the negatives.
+
+  Left: final probe accuracy (mean +/- SD over seeds) against K, the I_NCE batch size
+  (``study.negatives_setting``), on a log2 axis, with the K = 128 runs that keep 127 of a 512
+  batch's negatives, random or hard (``study.mining_setting``), marked at K = 128. Right:
+  final I_NCE/test (over blocks of the evaluation batch, 128 pairs) and the final
+  training-batch I_EST (over the K columns trained on) against K, with the bound log K.
+  None without data.
+  """
+  fig, axes = _new(2)
+  ks = study.NEGATIVES_BATCH_SIZES
+  got = False
+  for ax, metric, split, label, scale in (
+      (axes[0], ACC, 'eval', 'all B - 1 negatives', 100),
+      (axes[1], 'I_NCE/test', 'eval', 'I_NCE (test, blocks of 128)', 1),
+      (axes[1], 'I_EST', 'train', 'I_EST (training batch, K columns)', 1)):
+    points = []
+    for k in ks:
+      row = table.final(study.negatives_setting(k), metric, split)
+      if row is not None and math.isfinite(row['mean']):
+        sd = row['sd'] if math.isfinite(row['sd']) else 0.0
+        points.append((k, row['mean'] * scale, sd * scale, row['n']))
+    if points:
+      k_, mean, sd, n = zip(*points)
+      ns = sorted(set(n))
+      ax.errorbar(k_, mean, yerr=sd, marker='o', capsize=3,
+                  label=f'{label} (n={ns[0]}' + (f'-{ns[-1]})' if len(ns) > 1 else ')'))
+      got = True
+  for m, marker in (('random', 's'), ('hard', '^')):
+    setting = study.mining_setting(m)
+    for ax, metric, split, scale in ((axes[0], ACC, 'eval', 100),
+                                     (axes[1], 'I_NCE/test', 'eval', 1),
+                                     (axes[1], 'I_EST', 'train', 1)):
+      row = table.final(setting, metric, split)
+      if row is not None and math.isfinite(row['mean']):
+        sd = row['sd'] if math.isfinite(row['sd']) else 0.0
+        ax.errorbar([128], [row['mean'] * scale], yerr=[sd * scale], marker=marker,
+                    linestyle='none', capsize=3, markersize=8,
+                    label=f'{m} 127 of 511 negatives, K = 128 ({metric}, n={row["n"]})')
+        got = True
+  axes[1].plot(ks, [math.log(k) for k in ks], color='gray', linestyle=':', linewidth=1,
+               label='log K')
+  axes[0].set_ylabel('test accuracy (%)')
+  axes[1].set_ylabel('nats')
+  for ax in axes:
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+  fig = _finish(fig, axes, got, 'Beyond the paper: negatives (I_NCE batch size K; hard vs '
+                'random negatives at K = 128)')
+  return _relabel(fig, axes, ['K (negatives + 1)'] * 2)
+
+
+# ------------------------------------------------- beyond the paper: the family of bounds
+
+BOUND_MARKERS = {'bilinear': 'o', 'separable': 's', 'concat': '^', 'mlp': 'D', 'convnet': 'v'}
+NWJ_LINTHRESH = 10.0  # The symlog x axis of I_NWJ: linear within +/- 10 nats.
+
+
+def _bound_points(ax, table, entries, metric, colors):
+  """One marker per (estimator, model) setting at (final metric, final accuracy in %), error
+  bars = SD over seeds; SMILE (study.NOT_LOWER_BOUNDS) hollow. True if any was drawn."""
+  got = False
+  for est, model, setting in entries:
+    x, y = _final_point(table, setting, metric), _final_point(table, setting, ACC, 100)
+    if x is None or y is None:
+      continue
+    hollow = est in study.NOT_LOWER_BOUNDS
+    ax.errorbar([x[0]], [y[0]], xerr=[x[1]], yerr=[y[1]], marker=BOUND_MARKERS[model],
+                color=colors[est], markerfacecolor='none' if hollow else colors[est],
+                linestyle='none', capsize=2, markersize=7)
+    got = True
+  return got
+
+
+def _bound_legend(ax, colors, models):
+  """Legend: a color per estimator (SMILE: not a lower bound), a marker per critic/encoder."""
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  handles = [Line2D([], [], color=colors[e], marker='o', linestyle='none',
+                    markerfacecolor='none' if e in study.NOT_LOWER_BOUNDS else colors[e],
+                    label=e + (' (not a lower bound)' if e in study.NOT_LOWER_BOUNDS else ''))
+             for e in study.BOUND_ESTIMATORS]
+  handles += [Line2D([], [], color='gray', marker=BOUND_MARKERS[m], linestyle='none', label=m)
+              for m in models]
+  ax.legend(handles=handles, fontsize=7)
+
+
+def _sparse_symlog_ticks(ax, most=7):
+  """At most about ``most`` x ticks on a symlog axis (0, +/- the linear threshold and powers of
+  10 at a stride of decades): the default crowds its labels over 20 decades."""
+  low, high = ax.get_xlim()
+  top = max(abs(low), abs(high))
+  if top <= 100 * NWJ_LINTHRESH:  # A few decades: matplotlib's own ticks do.
+    return
+  first = int(round(math.log10(NWJ_LINTHRESH)))
+  decades = list(range(first, int(math.ceil(math.log10(top))) + 1))
+  stride = max(1, math.ceil(2 * len(decades) / most))
+  powers = [10.0 ** d for d in decades[::stride]]
+  ticks = sorted({0.0} | {p for p in powers if p <= high} | {-p for p in powers if -p >= low})
+  ax.set_xticks(ticks, [f'{t:g}' for t in ticks])
+  ax.minorticks_off()
+
+
+def figure_bounds(table):
+  """Beyond the paper (claim study.BOUNDS_CLAIM): does a tighter bound give a better
+  representation? Final probe accuracy of every (estimator, critic) Sec. 3.2 setting of
+  study.bound_critic_settings() against (a) the trained bound's own final I_EST/test and (b)
+  the same critic's I_NWJ/test (symlog x: the I_NWJ of an I_NCE-trained critic overflows to
+  about -1e23); (c) the t = 4 encoder settings (study.bound_encoder_settings()) against their
+  I_EST/test. A color per estimator, a marker per critic (encoder), error bars = SD over
+  seeds, SMILE hollow (no lower bound); settings without runs are absent."""
+  fig, axes = _new(3)
+  colors = {e: f'C{i}' for i, e in enumerate(study.BOUND_ESTIMATORS)}
+  critics = [(e, k, study.critic_setting(k, e)) for e in study.BOUND_ESTIMATORS
+             for k in study.CRITICS]
+  encoders = [(e, a, study.encoder_setting(a, e, t)) for e in study.BOUND_ESTIMATORS
+              for t in study.FAMILY_TARGETS for a in study.ENCODERS]
+  got = _bound_points(axes[0], table, critics, 'I_EST/test', colors)
+  got |= _bound_points(axes[1], table, critics, 'I_NWJ/test', colors)
+  got |= _bound_points(axes[2], table, encoders, 'I_EST/test', colors)
+  axes[1].set_xscale('symlog', linthresh=NWJ_LINTHRESH)
+  _sparse_symlog_ticks(axes[1])
+  targets = ', '.join(map(str, study.FAMILY_TARGETS))
+  for ax, title in zip(axes, ('Sec. 3.2 critics: the trained bound',
+                              'Sec. 3.2 critics: I_NWJ of the same critic',
+                              f'Sec. 3.3 encoders, t = {targets}')):
+    ax.set_ylabel('test accuracy (%)')
+    ax.set_title(title, fontsize=9)
+  fig = _finish(fig, axes, got, 'Beyond the paper: probe accuracy against the bound (family '
+                'of MI bounds, MNIST)')
+  if fig is not None:
+    _bound_legend(axes[0], colors, study.CRITICS)
+    _bound_legend(axes[2], colors, study.ENCODERS)
+  return _relabel(fig, axes, ['final I_EST/test (nats)',
+                              f'final I_NWJ/test (nats; symlog, linear within '
+                              f'+/- {NWJ_LINTHRESH:g})', 'final I_EST/test (nats)'])
+
+
+# The report's figures by name (the PNG file names), the paper's first; every figure_* above.
+FIGURES = {
+    'fig1a': figure_1a, 'fig1b': figure_1b, 'fig1c': figure_1c, 'fig2': figure_2,
+    'fig3': figure_3, 'fig4a': figure_4a, 'fig4b': figure_4b, 'fig4c': figure_4c,
+    'fig5': figure_5, 'fig6': figure_6, 'fig7': figure_7, 'fig8': figure_8, 'fig9': figure_9,
+    # Beyond the paper.
+    'bounds': figure_bounds, 'metric': figure_metric, 'negatives': figure_negatives,
+}

@@ -24,6 +24,10 @@ from mi_tf import jsonl
 
 ACC = 'probe/test_accuracy'         # The paper's probe (SAGA, at every evaluation).
 ACC_FAST = 'probe_fast/test_accuracy'  # The converged L-BFGS probe (step 0 and final step).
+# The k-NN probe (cosine similarity, k = 20 majority vote: mi_tf.probe.KNN_K; step 0 and final
+# step), the probe representation-learning suites report beside the linear one.
+ACC_KNN = 'probe_knn/test_accuracy'
+KNN_RESULT = 'probe_knn_result.json'  # What mi-tf-probe --probe=knn writes.
 
 # Sec. 4: I_EST/train_smoothed, the training-batch estimates smoothed as the authors' code
 # plots them: a Gaussian kernel with this SD, in training steps.
@@ -90,7 +94,9 @@ def load_run(model_dir):
   """One run directory -> dict(records, finished, final, run_info, config, kind, model_dir).
 
   Probe runs (probe_result.json) become records at step 0 (split 'eval'): test_accuracy as
-  ACC, and fast_test_accuracy (the converged probe, when the run fitted it) as ACC_FAST.
+  ACC, and fast_test_accuracy (the converged probe, when the run fitted it) as ACC_FAST; a
+  probe_knn_result.json beside it (``--probe=knn``) gives ACC_KNN (and its leave-one-out
+  train accuracy). Training runs log ACC_KNN themselves (step 0 and final evaluation).
   Sec. 4 runs (GaussianToy) get two derived curves: 'I_EST/eval_se' = I_EST/eval_sd /
   sqrt(GaussianToy.eval_batches), the standard error of one run's estimate due to its finite
   evaluation sample; and 'I_EST/train_smoothed' (split 'train'), the training-batch I_EST
@@ -107,6 +113,11 @@ def load_run(model_dir):
                             (ACC_FAST, 'fast_test_accuracy'),
                             ('probe_fast/train_accuracy', 'fast_train_accuracy'))
                if k in probe]
+    knn = jsonl.read_json(d / KNN_RESULT) or {}
+    records += [{'step': 0, 'split': 'eval', 'metric': m, 'value': knn[k]}
+                for m, k in ((ACC_KNN, 'test_accuracy'),
+                             ('probe_knn/train_accuracy', 'train_accuracy'))
+                if knn.get(k) is not None]
     return {'records': records, 'finished': True, 'final': dict(probe, step=0),
             'run_info': None, 'config': None, 'kind': 'probe', 'model_dir': str(d)}
   records = jsonl.read(d / 'metrics.jsonl')
