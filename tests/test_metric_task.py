@@ -165,7 +165,7 @@ def test_triplet_trains_and_writes_a_complete_run(tmp_path):
   meta = json.loads((tmp_path / 'export' / 'mi_tf_metadata.json').read_text())
   assert meta['task'] == 'metric_learning' and meta['objective'] == 'triplet'
   assert meta['margin'] == 0.2 and meta['shared_encoder'] is True
-  assert meta['critic'] == 'InnerProduct'
+  assert meta['critic'] == 'Cosine'  # The gin file's evaluation critic (T = 0.1).
 
 
 @pytest.mark.parametrize('critic', [critics.InnerProduct, critics.Cosine])
