@@ -221,8 +221,9 @@ CIFAR10_SETTINGS = SUITES['cifar10']
 DEFAULT_SETTING_SEEDS = {realnvp_setting('infonce'): 3, realnvp_setting('nwj'): 3,
                          **{encoder_setting('convnet', e, t, 'cifar10'): 1
                             for e in ESTIMATORS for t in TARGETS}}
-# Beyond the paper: the MNIST ConvNet settings (about 40 min a run on 2 CPU cores, 2 h on a
-# VM with a third of the matmul peak) get 1 seed, the least their plan asks.
+# Beyond the paper: the MNIST ConvNet settings (about 40 min a run on 2 CPU cores; about 1 h,
+# estimated from the step's FLOPs, on a VM with a third of the matmul peak) get 1 seed, the
+# least their plan asks.
 DEFAULT_SETTING_SEEDS.update({encoder_setting('convnet', e, t): 1 for e in FAMILY_ESTIMATORS
                               for t in FAMILY_TARGETS})
 DEFAULT_SETTING_SEEDS.update({metric_setting(o, 'convnet'): 1

@@ -267,6 +267,7 @@ def test_two_row_blocks_give_the_one_device_value(name):
 
 _MIRRORED_SCRIPT = r'''
 import json
+import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -274,6 +275,8 @@ import numpy as np
 from mi_tf import critics, data, distribute
 from mi_tf.encoders import MLP
 from mi_tf.tasks import mi_maximization
+sys.path.insert(0, 'tests')
+import replica_runs
 
 GLOBAL_BATCH = 16
 rng = np.random.default_rng(0)
@@ -300,19 +303,7 @@ def one_and_two(estimator):
     k = ctx.replica_id_in_sync_group
     return {'x1': X1[k * b:(k + 1) * b], 'x2': X2[k * b:(k + 1) * b]}
 
-  def replica(bt):
-    with tf.GradientTape() as tape:
-      replica_loss, i_est = task.loss(bt)
-    grads = distribute.all_reduce_sum(tape.gradient(replica_loss, task.variables))
-    return replica_loss * distribute.num_replicas(), i_est, grads
-
-  @tf.function
-  def run(bt):
-    loss, i_est, grads = mirrored.run(replica, args=(bt,))
-    local = mirrored.experimental_local_results
-    return local(loss), local(i_est), [local(g)[0] for g in grads]
-
-  loss, est, grads = run(mirrored.experimental_distribute_values_from_function(rows))
+  loss, est, grads = replica_runs.loss_on_replicas(mirrored, task, rows)
   return {'loss_one': float(loss_one), 'loss_two': [float(v) for v in loss],
           'est_one': float(est_one), 'est_two': [float(v) for v in est],
           'max_grad_diff': max(float(np.max(np.abs(a.numpy() - c.numpy())))

@@ -172,6 +172,7 @@ def test_a_run_trains_checkpoints_and_logs_the_baseline(tuba_run):
 
 _MIRRORED_SCRIPT = r'''
 import json
+import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -179,6 +180,8 @@ import numpy as np
 from mi_tf import critics, distribute
 from mi_tf.encoders import MLP
 from mi_tf.tasks import mi_maximization
+sys.path.insert(0, 'tests')
+import replica_runs
 
 B = 16
 rng = np.random.default_rng(0)
@@ -204,19 +207,7 @@ def rows(ctx):
 
 def two_replicas(task):
   """(loss, I_EST per replica, summed gradient) of the task's loss on two replicas."""
-  def replica(bt):
-    with tf.GradientTape() as tape:
-      replica_loss, i_est = task.loss(bt)
-    grads = distribute.all_reduce_sum(tape.gradient(replica_loss, task.variables))
-    return replica_loss * distribute.num_replicas(), i_est, grads
-
-  @tf.function
-  def run(bt):
-    loss, i_est, grads = mirrored.run(replica, args=(bt,))
-    local = mirrored.experimental_local_results
-    return local(loss), local(i_est), [local(g)[0] for g in grads]
-
-  return run(mirrored.experimental_distribute_values_from_function(rows))
+  return replica_runs.loss_on_replicas(mirrored, task, rows)
 
 
 loss, est, grads = two_replicas(task)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import replica_runs
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
 from mi_tf import critics
-from mi_tf import distribute
 from mi_tf import estimators
 from mi_tf import launch
 from mi_tf import metric_learning
@@ -241,21 +241,8 @@ def _loss_and_grads_under(strategy, kwargs, global_batch=B):
     start = ctx.replica_id_in_sync_group * per_replica
     return {k: v[start:start + per_replica] for k, v in whole.items()}
 
-  batch = strategy.experimental_distribute_values_from_function(rows)
-
-  def replica(b):
-    with tf.GradientTape() as tape:
-      replica_loss, i_est = task.loss(b)
-    grads = distribute.all_reduce_sum(tape.gradient(replica_loss, task.variables))
-    return replica_loss * distribute.num_replicas(), i_est, grads
-
-  @tf.function
-  def run(b):
-    first = lambda v: strategy.experimental_local_results(v)[0]  # noqa: E731
-    loss, i_est, grads = strategy.run(replica, args=(b,))
-    return first(loss), first(i_est), [first(g) for g in grads]
-
-  loss, i_est, grads = run(batch)
+  losses, estimates, grads = replica_runs.loss_on_replicas(strategy, task, rows)
+  loss, i_est = losses[0], estimates[0]
   return float(loss), float(i_est), [g.numpy() for g in grads]
 
 

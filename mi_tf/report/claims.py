@@ -565,25 +565,6 @@ def claim_text_negatives():
           f'({study.mining_setting("hard")} vs {study.mining_setting("random")}).')
 
 
-class _StatedCheck(_Check):
-  """A ``_Check`` of a claim beyond the paper that carries its own statement, so that its
-  result reads the same whether or not ``claim_text`` lists the claim's id."""
-
-  def __init__(self, claim_id, statement, acc=ACC):
-    super().__init__(claim_id, acc)
-    self.statement = statement
-
-  def result(self):
-    status = claim_status([r['state'] for r in self.results], bool(self.missing))
-    notes = list(self.notes)
-    if self.missing:
-      notes.append('missing (no finished runs, or a metric they do not log): '
-                   + ', '.join(self.missing))
-    return {'id': self.id, 'claim': self.statement, 'status': status,
-            'checks': self.results, 'numbers': self.numbers, 'n_seeds': self.n_seeds,
-            'notes': notes, 'probe': self.acc}
-
-
 def claim_metric_learning(table, acc=ACC):
   """Beyond the paper (Sec. 4, App. C): metric-learning objectives are as good as I_NCE.
 
@@ -595,7 +576,7 @@ def claim_metric_learning(table, acc=ACC):
   more than 1 point at 2 SE, REVERSED when it is worse by more than 1 point at 2 SE. The
   I_NWJ references' accuracies and every setting's I_NCE/test are reported, not decided on.
   """
-  c = _StatedCheck(study.METRIC_CLAIM, claim_text_metric(), acc)
+  c = _Check(study.METRIC_CLAIM, acc)
   c.notes.append(f'non-inferiority margin {NONINFERIORITY_MARGIN:g} (accuracy(objective) > '
                  f'accuracy(I_NCE) - {NONINFERIORITY_MARGIN:g}, by 2 SE)')
   for enc in study.ENCODERS:
@@ -635,7 +616,7 @@ def claim_negatives(table, acc=ACC):
   all six have a finite mean). Reported: accuracy, I_NCE/test (over blocks of the evaluation
   batch size, 128) and the final training-batch I_EST (over K columns, <= log K) per K.
   """
-  c = _StatedCheck(study.NEGATIVES_CLAIM, claim_text_negatives(), acc)
+  c = _Check(study.NEGATIVES_CLAIM, acc)
   accs = {}
   for k in study.NEGATIVES_BATCH_SIZES:
     setting = study.negatives_setting(k)
@@ -707,7 +688,7 @@ def claim_bounds(table, acc=ACC):
   accuracy over the lower-bound settings with both finite, the counts of HOLDS, REVERSED and
   UNRESOLVED, and SMILE's numbers.
   """
-  c = _StatedCheck(study.BOUNDS_CLAIM, bounds_claim_text(), acc)
+  c = _Check(study.BOUNDS_CLAIM, acc)
   rows = {}
   for est, _, s in _bound_family_settings():
     lower = est not in study.NOT_LOWER_BOUNDS
