@@ -3,6 +3,7 @@
   python -m mi_tf.reproduce all --suite=mnist --seeds=3 --runs_dir=../runs    # run + report
   python -m mi_tf.reproduce run --suite=mnist --seeds=3 --runs_dir=../runs    # runs only
   python -m mi_tf.reproduce run --suite=mnist --seeds=3 --runs_dir=DIR --dry_run  # commands
+  python -m mi_tf.reproduce run --suite=mnist --seeds=5 --decide --runs_dir=../runs  # + seeds
   python -m mi_tf.reproduce status --suite=mnist --seeds=3 --runs_dir=../runs
   python -m mi_tf.reproduce report --suite=mnist --seeds=3 --runs_dir=../runs --output_dir=.
 
@@ -29,6 +30,12 @@ lease file per run, on any file system (runs_dir may be ``gs://...``). ``--dry_r
 the commands of the unfinished runs, one per line, for any other scheduler. Each run's output
 goes to ``<model_dir>/runner.log``.
 
+``--decide``: after the plan, the claims are decided on the finished runs and the settings of
+every INCONCLUSIVE claim's unresolved comparisons get ``--add_seeds`` more seeds (up to
+``--max_seeds``), round after round, until none can be decided by more seeds
+(``mi_tf.report.seeds``; the rounds are recorded in ``<runs_dir>/seed_rounds.json``, planned
+by every later command on that runs_dir and stated in the report).
+
 The report never loses results (``mi_tf.report.existing``): where a setting would hold fewer
 finished runs than the report already in --output_dir (the repository's, by default) holds,
 it writes nothing and exits with status 2, saying so (--allow_fewer_runs replaces it anyway);
@@ -48,6 +55,7 @@ from mi_tf import executor
 from mi_tf import files
 from mi_tf import gin_files
 from mi_tf import report
+from mi_tf.report import seeds as seeds_lib
 from mi_tf import runs as runs_lib
 from mi_tf import tf_quiet
 from mi_tf import study
@@ -159,6 +167,16 @@ def main(argv=None):
     p.add_argument('--max_retries', type=int, default=3,
                    help='ray executor: retries of a run whose node died (it resumes from its '
                         'checkpoint).')
+    p.add_argument('--decide', action='store_true',
+                   help='after the planned runs, decide the claims; where one is INCONCLUSIVE '
+                        'under a probe, give the settings of its unresolved comparisons '
+                        '--add_seeds more seeds (up to --max_seeds), run them and decide '
+                        'again, until none can be decided by more seeds (each round is '
+                        'recorded in <runs_dir>/seed_rounds.json and stated in the report).')
+    p.add_argument('--max_seeds', type=_positive_int, default=10,
+                   help='--decide: at most this many seeds per setting (default 10).')
+    p.add_argument('--add_seeds', type=_positive_int, default=2,
+                   help='--decide: seeds added to a deciding setting per round (default 2).')
   for p in (p_all, p_report):
     p.add_argument('--output_dir', default=_default_output_dir(),
                    help='where REPRODUCTION.md, figures/ and results/ are written '
@@ -188,12 +206,39 @@ def main(argv=None):
     return 2
 
 
+def _with_added_seeds(runs_dir, settings, seeds, setting_seeds):
+  """``setting_seeds`` with the seeds that earlier ``--decide`` rounds added to the plan's
+  settings (the larger count wins), so that status, report and a restarted run see them."""
+  try:
+    added = seeds_lib.added_seeds(runs_dir) if files.isdir(runs_dir) else {}
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  out = dict(setting_seeds)
+  for s in settings:
+    if s.name in added:
+      planned = out.get(s.name, min(seeds, study.DEFAULT_SETTING_SEEDS.get(s.name, seeds)))
+      out[s.name] = max(planned, added[s.name])
+  return out
+
+
+def _execute(args, runs, runs_dir):
+  """Runs the unfinished ``runs`` on the chosen executor; the executor's summary."""
+  if args.executor == 'ray':
+    from mi_tf import ray_executor  # pylint: disable=g-import-not-at-top
+    return ray_executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
+                                args.gin_bindings, args.data_dir, address=args.ray_address,
+                                max_retries=args.max_retries)
+  return executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python, args.gin_bindings,
+                          args.data_dir, jobs=args.jobs)
+
+
 def _main(args, settings, argv):
   """The command of parsed ``args`` over ``settings``; its exit status."""
   runs_dir = files.abspath(args.runs_dir)
   _check_dirs(args, runs_dir)
-  runs = runs_lib.plan(settings, args.seeds, args.runs_dir,
-                       _parse_setting_seeds(args.setting_seeds, [s.name for s in settings]))
+  setting_seeds = _parse_setting_seeds(args.setting_seeds, [s.name for s in settings])
+  setting_seeds = _with_added_seeds(runs_dir, settings, args.seeds, setting_seeds)
+  runs = runs_lib.plan(settings, args.seeds, args.runs_dir, setting_seeds)
 
   if args.cmd in ('run', 'all'):
     if args.dry_run:
@@ -210,15 +255,33 @@ def _main(args, settings, argv):
     if args.executor == 'ray':
       if args.jobs is not None:
         raise UsageError('--jobs is for --executor=local; Ray sizes runs by their resources.')
-      from mi_tf import ray_executor  # pylint: disable=g-import-not-at-top
-      summary = ray_executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
-                                     args.gin_bindings, args.data_dir, address=args.ray_address,
-                                     max_retries=args.max_retries)
-    else:
-      if args.ray_address:
-        raise UsageError('--ray_address needs --executor=ray.')
-      summary = executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python,
-                                 args.gin_bindings, args.data_dir, jobs=args.jobs)
+    elif args.ray_address:
+      raise UsageError('--ray_address needs --executor=ray.')
+    summary = _execute(args, runs, runs_dir)
+    while args.decide and not summary['failed']:
+      if summary.get('busy'):  # Another driver still runs some: decide when they are done.
+        print('Some runs are running elsewhere; decide again when they have finished: '
+              + ', '.join(summary['busy']))
+        break
+      counts = {s.name: sum(r.setting.name == s.name for r in runs) for s in settings}
+      round_, verdicts = seeds_lib.decide_on_runs(runs_dir, counts, args.max_seeds,
+                                                  args.add_seeds)
+      if round_ is None:
+        print('Every claim is decided, or its deciding settings have --max_seeds '
+              f'{args.max_seeds} seeds: no more seeds.')
+        break
+      grown = {s: n for s, n in round_['counts'].items() if s in counts}
+      if not grown:  # The deciding settings are outside this plan (e.g. another suite's).
+        print('The undecided claims need seeds of settings outside this plan: '
+              + ', '.join(round_['counts']) + '.')
+        break
+      round_['counts'] = grown
+      rounds = seeds_lib.record_round(runs_dir, counts, round_, verdicts)
+      print(f'Round {len(rounds)}: undecided claim(s) {", ".join(round_["claims"])}; seeds '
+            + ', '.join(f'{s} {counts[s]} -> {n}' for s, n in grown.items()))
+      setting_seeds.update(grown)
+      runs = runs_lib.plan(settings, args.seeds, args.runs_dir, setting_seeds)
+      summary = _execute(args, runs, runs_dir)
     rc = 1 if summary['failed'] else 0
     if args.cmd == 'run':
       return rc

@@ -450,18 +450,19 @@ class RunDir:
     with tf.io.gfile.GFile(path) as f:
       return json.load(f)
 
-  def write_run_info(self, seed, strategy, start_step, task):
+  def write_run_info(self, seed, strategy, start_step, task, precision='float32'):
     """Adds this session to run_info.json (replaced atomically) and returns the new contents.
 
     Top level: seed and versions (``versions()``) of the first session, the task's metadata.
-    Each session: start_time, start_step, command (sys.argv), host, strategy, num_replicas and
-    code (``provenance.code_version()``: commit, dirty, source, package_version).
+    Each session: start_time, start_step, command (sys.argv), host, strategy, num_replicas,
+    precision (``train.precision``: the Keras dtype policy it trained under) and code
+    (``provenance.code_version()``: commit, dirty, source, package_version).
     """
     info = self.read_run_info()
     session = {'start_time': datetime.datetime.now().isoformat(timespec='seconds'),
                'start_step': start_step, 'command': sys.argv, 'host': socket.gethostname(),
                'strategy': type(strategy).__name__,
-               'num_replicas': strategy.num_replicas_in_sync,
+               'num_replicas': strategy.num_replicas_in_sync, 'precision': precision,
                'code': provenance.code_version()}
     info.setdefault('seed', seed)
     info.setdefault('versions', versions())

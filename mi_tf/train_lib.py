@@ -112,12 +112,13 @@ def train(model_dir, task=gin.REQUIRED, num_steps=20000, batch_size=128, seed=0,
     cleanup.callback(keras.mixed_precision.set_global_policy, previous_policy)
     return _train(cleanup, model_dir, task, num_steps, batch_size, seed, eval_every,
                   log_every, checkpoint_every, max_checkpoints, export_every_eval,
-                  distribution, tpu, deterministic, nonfinite_policy, worker_dir, jit_compile)
+                  distribution, tpu, deterministic, nonfinite_policy, worker_dir, jit_compile,
+                  precision)
 
 
 def _train(cleanup, model_dir, task, num_steps, batch_size, seed, eval_every, log_every,
            checkpoint_every, max_checkpoints, export_every_eval, distribution, tpu,
-           deterministic, nonfinite_policy, worker_dir, jit_compile):
+           deterministic, nonfinite_policy, worker_dir, jit_compile, precision):
   """``train`` under the run's dtype policy (same arguments, same result); ``cleanup``: the
   contextlib.ExitStack that train() closes when it returns or raises."""
   # Everything the config names is built and checked before the first byte is written to
@@ -155,7 +156,7 @@ def _train(cleanup, model_dir, task, num_steps, batch_size, seed, eval_every, lo
   # The data stream is a function of (seed, step): start it where the checkpoint stopped.
   iterator = iter(strategy.distribute_datasets_from_function(
       task.dataset_fn(batch_size, seed, start_step)))
-  run.write_run_info(seed, strategy, start_step, task)
+  run.write_run_info(seed, strategy, start_step, task, precision)
   log = metrics_log.MetricsLog(run.path)
   # Records written after the checkpoint are written again.
   wall_before = run_dir_lib.wall_seconds_before(log.truncate_from(start_step), start_step)

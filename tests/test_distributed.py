@@ -14,6 +14,9 @@ import tensorflow as tf
 
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
 
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
+
 GIN = str(GIN_DIR / 'sec3_2_critics_concat_nwj.gin')
 
 

@@ -319,6 +319,7 @@ print('RESULTS ' + json.dumps(out))
 '''
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_two_mirrored_replicas_give_the_global_value_and_gradient():
   """MIMaximization.loss under MirroredStrategy (2 logical CPUs) equals one device: the
   estimate on every replica and the summed gradient."""

@@ -1,16 +1,17 @@
-"""Parses EVERY experiment gin file and builds its task; trains the smoke set (every paper and
-App. G file, one file per beyond-the-paper choice) for a few steps on a real MNIST or CIFAR-10
+"""Parses EVERY experiment gin file and builds its task; trains the smoke set (one file per
+choice a gin file makes: conftest.SMOKE_FILES) for a few steps on a real MNIST or CIFAR-10
 subset and checks the run directory (disentanglement_lib-style smoke test)."""
 
 import json
 import math
+import re
 
 import gin
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import TINY_BINDINGS, experiment_gin_files, smoke_gin_files
+from conftest import SMOKE_FILES, TINY_BINDINGS, experiment_gin_files, smoke_gin_files
 from mi_tf import metrics_log
 from mi_tf import launch
 
@@ -31,6 +32,29 @@ def test_every_gin_file_parses_and_builds_its_task(gin_file):
   assert any(f'--gin_file=gin/{gin_file.name}' in line for line in head), head
   assert any('Full length on a 2-core CPU' in line for line in head), head
   assert task.name
+
+
+def _choices(stem):
+  """The choices a gin file's name makes: '<dataset>:<section or kind>' and each other part
+  of the name; a batch size ('b64') or target ('t2') counts as the choice of one, the
+  learning rates of the authors' code ('colab_lr') as none (bindings of the same code)."""
+  dataset, _, rest = stem.partition('_') if stem.startswith('cifar10_') else ('mnist', '', stem)
+  m = re.match(r'(sec\d_\d|sec\d|[a-z]+)_?(.*)', rest)
+  parts = [p for p in m.group(2).split('_') if p and p not in ('colab', 'lr')]
+  return {f'{dataset}:{m.group(1)}'} | {
+      'batch size' if re.fullmatch(r'b\d+', p) else 'target' if re.fullmatch(r't\d', p) else p
+      for p in parts}
+
+
+def test_the_smoke_set_trains_every_choice_of_the_gin_files():
+  stems = [p.stem for p in experiment_gin_files()]
+  assert set(SMOKE_FILES) <= set(stems), sorted(set(SMOKE_FILES) - set(stems))
+  assert len(smoke_gin_files()) == len(SMOKE_FILES)
+  every = set().union(*map(_choices, stems))
+  trained = set().union(*map(_choices, SMOKE_FILES))
+  assert every - trained == set(), f'no smoke file trains {sorted(every - trained)}'
+  assert {'cifar10:sec3_2', 'cifar10:sec3_3', 'mnist:sec3_1', 'batch size', 'triplet',
+          'tuba', 'concat', 'convnet'} <= every  # The names are read as intended.
 
 
 @pytest.mark.parametrize('gin_file', smoke_gin_files(), ids=lambda p: p.stem)

@@ -245,6 +245,7 @@ print('RESULTS ' + json.dumps(out))
 '''
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_two_mirrored_replicas_give_the_one_device_value_and_gradient():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run([sys.executable, '-c', _MIRRORED_SCRIPT], cwd=REPO, env=env,

@@ -259,6 +259,7 @@ def _distributed_main():
   print(json.dumps(out))
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_two_replicas_compute_the_global_batch_objective_of_one_device():
   proc = subprocess.run([sys.executable, __file__, 'distributed'], capture_output=True,
                         text=True, timeout=600, cwd=str(REPO))

@@ -13,11 +13,15 @@ import sys
 import threading
 import time
 
+import pytest
 import tensorflow as tf
 
 from conftest import TINY_BINDINGS
 from mi_tf import distribute
 from mi_tf.scripts import train
+
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
 
 TOY = [f'--gin_bindings={b}' for b in TINY_BINDINGS]
 

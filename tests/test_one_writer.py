@@ -51,6 +51,7 @@ def _dead_pid():
   return proc.pid
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_a_second_process_on_a_model_dir_in_training_is_refused_at_once(tmp_path, caplog):
   """The owner: a real training process; the second: mi-tf-train's main() in this process."""
   model_dir = str(tmp_path / 'run')

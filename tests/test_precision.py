@@ -8,6 +8,7 @@ I_EST, the loss, the features and the export stayed float32, and that the global
 policy is the one the test had before.
 """
 
+import json
 import math
 import os
 
@@ -71,6 +72,9 @@ def test_run_finishes_with_finite_metrics_and_restores_the_policy(run):
   train_records = [r for r in metrics_log.read(run.model_dir) if r['split'] == 'train']
   assert train_records and all(math.isfinite(r['value']) for r in train_records)
   assert run.policy_before == run.policy_after == 'float32'
+  # The run directory says which precision it trained under (the report's precision line).
+  with open(os.path.join(run.model_dir, 'run_info.json')) as f:
+    assert [s['precision'] for s in json.load(f)['sessions']] == ['mixed_bfloat16']
 
 
 def test_models_compute_in_bfloat16_with_float32_variables(run):

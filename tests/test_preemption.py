@@ -15,6 +15,9 @@ import tensorflow as tf
 from conftest import GIN_DIR, REPO, TINY_BINDINGS, checkpoint_weights, metrics_without_timing
 from mi_tf import metrics_log
 
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
+
 GIN = str(GIN_DIR / 'sec3_2_critics_bilinear_nwj.gin')
 STEPS = 200
 BINDINGS = list(TINY_BINDINGS) + [

@@ -15,6 +15,9 @@ import pytest
 
 from conftest import REPO
 
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
+
 
 def _quickstart_commands():
   """The README's quickstart block, as argv lists (continuation lines joined)."""

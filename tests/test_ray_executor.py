@@ -12,10 +12,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from mi_tf import metrics_log
 from mi_tf import runs as runs_lib
 from mi_tf import study
+
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
 
 
 def test_a_sweep_on_two_ray_nodes_survives_the_loss_of_one(tmp_path):

@@ -403,6 +403,31 @@ def test_write_report_end_to_end_on_synthetic_runs(tmp_path):
   assert text.count(report.END_MARK) == 1 and 'Kept.' in text
 
 
+def test_report_says_which_precision_each_setting_trained_under(tmp_path):
+  runs_dir = tmp_path / 'runs'
+  records = _records({ACC: {0: 0.8, 4: 0.9}})
+  # Recorded per session; a run from before sessions recorded it: its config's binding, else
+  # the default.
+  _write_run(runs_dir / 'sec3_1_resmlp' / 'seed0', records)
+  _write_run(runs_dir / 'sec3_1_resmlp' / 'seed1', records)
+  (runs_dir / 'sec3_1_resmlp' / 'seed1' / 'run_info.json').write_text(json.dumps(
+      {'seed': 1, 'sessions': [{'host': 'h', 'precision': 'float32'}]}))
+  _write_run(runs_dir / 'sec3_1_resmlp_nwj' / 'seed0', records,
+             config="train.seed = 0\ntrain.precision = 'mixed_bfloat16'\n")
+  report.write_report(str(runs_dir), str(tmp_path))
+  text = (tmp_path / 'REPRODUCTION.md').read_text()
+  assert ('Precision (`train.precision`): float32: `sec3_1_resmlp`; mixed_bfloat16: '
+          '`sec3_1_resmlp_nwj`.') in text
+  info = json.loads((tmp_path / 'results' / 'summary.json').read_text())['generated']
+  assert info['precision'] == {'sec3_1_resmlp': 'float32', 'sec3_1_resmlp_nwj': 'mixed_bfloat16'}
+  # One seed in another precision: flagged, not averaged in silence.
+  (runs_dir / 'sec3_1_resmlp' / 'seed1' / 'run_info.json').write_text(json.dumps(
+      {'seed': 1, 'sessions': [{'host': 'h', 'precision': 'mixed_bfloat16'}]}))
+  report.write_report(str(runs_dir), str(tmp_path))
+  text = (tmp_path / 'REPRODUCTION.md').read_text()
+  assert 'float32, mixed_bfloat16 (differs across seeds or sessions!): `sec3_1_resmlp`' in text
+
+
 def test_report_flags_seeds_run_with_different_configs(tmp_path):
   runs_dir = tmp_path / 'runs'
   records = _records({ACC: {0: 0.8, 4: 0.9}})

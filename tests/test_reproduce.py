@@ -91,6 +91,7 @@ def test_failures_are_recorded_per_run_and_cleared(tmp_path):
   assert set(runs_lib.read_failures(str(tmp_path))) == {runs[1].key, 'old/seed0'}
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_runner_skips_finished_resumes_interrupted_and_reports_a_failure(tmp_path):
   """2 settings x 2 seeds at TINY_BINDINGS: one finished (skipped), one interrupted at step
   2 (resumed), one whose directory holds another config (fails: reported, the others go
@@ -286,16 +287,17 @@ def _results(model_dir):
           if not any(w in r['metric'] for w in ('per_sec', 'seconds', 'time/'))}
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_jobs_2_runs_two_at_once_with_the_results_of_sequential_runs(tmp_path):
-  """Four tiny deterministic runs, two at a time: all finish, each alone in its model_dir
-  (one attempt each), two of them overlapped, and every logged value equals that of the same
-  seed run sequentially (jobs=1, with both cores)."""
+  """Two tiny deterministic runs, two at a time: both finish, each alone in its model_dir
+  (one attempt each), overlapped, and every logged value equals that of the same seed run
+  sequentially (jobs=1, with both cores)."""
   settings = study.suite_settings([], ['sec4_noniid'])
   bindings = list(TINY_BINDINGS) + ['train.deterministic = True']
   summaries, plans = {}, {}
   for jobs in (2, 1):
     runs_dir = tmp_path / f'jobs{jobs}'
-    plans[jobs] = runs_lib.plan(settings, 4, runs_dir)
+    plans[jobs] = runs_lib.plan(settings, 2, runs_dir)
     out = io.StringIO()
     summaries[jobs] = executor.run_all(plans[jobs], runs_dir, REPO, gin_bindings=bindings,
                                        out=out, jobs=jobs,

@@ -14,6 +14,9 @@ import pytest
 from conftest import GIN_DIR, REPO, TINY_BINDINGS
 from mi_tf import metrics_log
 
+# End to end (several processes): in the e2e tier, `pytest -m e2e` (pytest.ini).
+pytestmark = pytest.mark.e2e
+
 _SCRIPT = r'''
 import json, sys
 import tensorflow as tf

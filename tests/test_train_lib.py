@@ -50,6 +50,7 @@ def test_train_export_and_eval_probe_agree(tmp_path):
   assert pixels['feature_dim'] == 392 and 0.6 < pixels['test_accuracy'] < 0.95
 
 
+@pytest.mark.e2e  # Several processes: the e2e tier (pytest.ini).
 def test_eval_probe_script_writes_json(tmp_path):
   out = tmp_path / 'pixels.json'
   proc = subprocess.run(

@@ -44,6 +44,7 @@ from mi_tf.report import existing
 from mi_tf.report import figures
 from mi_tf.report import markdown
 from mi_tf.report import results
+from mi_tf.report import seeds
 from mi_tf.report.claims import check_claims
 from mi_tf.report.claims import claim1
 from mi_tf.report.claims import claim2
@@ -214,6 +215,16 @@ def run_arguments(setting, seed, run):
   return sorted(out)
 
 
+def _precisions(run):
+  """The dtype policies (``train.precision``) a finished training run trained under: each
+  session's record in run_info.json; for sessions from before they recorded it, the config's
+  ``train.precision`` binding, else the default, float32."""
+  m = re.search(r"^train\.precision\s*=\s*'(\w+)'", run['config'] or '', flags=re.M)
+  fallback = m.group(1) if m else 'float32'
+  sessions = (run.get('run_info') or {}).get('sessions') or []
+  return {session.get('precision') or fallback for session in sessions} or {fallback}
+
+
 def _wall_total(wall_seconds):
   """'[at least ]H:MM:SS' of {setting: [seconds, exact?]} together."""
   exact = all(ok for _, ok in wall_seconds.values())
@@ -275,9 +286,9 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       flags[s] = args
 
   walls = runs_lib.wall_seconds(runs, runs_dir)  # {setting: [(seconds, exact?)]}.
-  steps, wall, wall_seconds, versions, hosts = {}, {}, {}, None, set()
+  steps, wall, wall_seconds, versions, hosts, precision = {}, {}, {}, None, set(), {}
   for s, by_seed in runs.items():
-    step_set, configs = set(), set()
+    step_set, configs, policies = set(), set(), set()
     for run in by_seed.values():
       info = run.get('run_info') or {}
       for session in info.get('sessions', []):
@@ -289,6 +300,10 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
         step_set.add(run['final']['step'])
       if run['config'] is not None:  # The seed binding aside, every seed's config is equal.
         configs.add(re.sub(r'^train\.seed\s*=.*$', '', run['config'], flags=re.M))
+        policies.update(_precisions(run))
+    if policies:
+      precision[s] = ', '.join(sorted(policies)) + (
+          ' (differs across seeds or sessions!)' if len(policies) > 1 else '')
     if step_set:
       steps[s] = ', '.join(str(x) for x in sorted(step_set)) + (
           ' (configs differ across seeds!)' if len(configs) > 1 else '')
@@ -304,7 +319,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   info = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'command': command,
           'commit': runs_lib.git_info(), 'runs_dir': os.path.abspath(runs_dir),
           'machine': machine_info(), 'steps': steps, 'wall': wall, 'hosts': sorted(hosts),
-          'flags': flags, 'wall_seconds': wall_seconds,
+          'flags': flags, 'wall_seconds': wall_seconds, 'precision': precision,
           'versions': ', '.join(f'{k} {v}' for k, v in (versions or {}).items()
                                 if k in ('tensorflow', 'keras', 'scikit-learn', 'python'))}
   # The kept settings' final values are taken from the existing summary where it has them.
@@ -315,6 +330,10 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
                            for m, r in v.items()} for s, v in finals.items()}})
   inv, failures, info = parts['inventory'], parts['failures'], parts['info']
   info['total_wall'] = _wall_total(info['wall_seconds'])
+  try:
+    info['seed_rounds'] = seeds.read_rounds(runs_dir)
+  except ValueError as e:
+    raise ReportError(str(e)) from None
 
   # Only now, with nothing refused, is anything written.
   results_dir = os.path.join(output_dir, 'results')

@@ -235,8 +235,11 @@ class _Check:
       self.n_seeds[setting] = max(self.n_seeds.get(setting, 0), row['n'])
     return row
 
-  def add(self, description, state, z=None):
-    self.results.append({'check': description, 'state': state, 'ok': state == HOLDS, 'z': z})
+  def add(self, description, state, z=None, rows=()):
+    """Records a check; ``rows`` (table rows) name the settings whose seeds decide it."""
+    settings = sorted({r['setting'] for r in rows if r is not None and 'setting' in r})
+    self.results.append({'check': description, 'state': state, 'ok': state == HOLDS, 'z': z,
+                         'settings': settings})
     return state
 
   def order(self, label, greater, smaller, margin=0.0, digits=4, less=False):
@@ -247,7 +250,7 @@ class _Check:
     m = f', margin {margin:g}' if margin else ''
     a, b = (smaller, greater) if less else (greater, smaller)
     return self.add(f'{label} ({_fixed(a["mean"], digits)} vs {_fixed(b["mean"], digits)}{m}, '
-                    f'{_z(z)}, n={_n(a)} vs {_n(b)})', state, z)
+                    f'{_z(z)}, n={_n(a)} vs {_n(b)})', state, z, rows=(greater, smaller))
 
   def bound(self, label, ok, detail):
     """A bound check: HOLDS if ``ok`` (None: UNRESOLVED), else REVERSED."""
@@ -487,7 +490,7 @@ def claim6(table, acc=None):
       detail = f'{diff:+.5f} nats, {_z(z)}, SE {se:.5f}, n={n}'
       if side == 'noniid':
         state, z = compare(row, constant(mi))
-        c.add(f'{est} non-i.i.d.: above the true MI ({detail})', state, z)
+        c.add(f'{est} non-i.i.d.: above the true MI ({detail})', state, z, rows=(row,))
         continue
       if z is None or n < MIN_SEEDS:
         state = UNRESOLVED
@@ -498,7 +501,7 @@ def claim6(table, acc=None):
       else:
         state = UNRESOLVED
       c.add(f'{est} i.i.d.: at or below the true MI ({detail}, precision '
-            f'{IID_PRECISION:g})', state, z)
+            f'{IID_PRECISION:g})', state, z, rows=(row,))
   return c.result()
 
 
@@ -770,4 +773,29 @@ def check_claims(table):
       if 'colab_status' in other:
         result[f'colab_status_{name}'] = other['colab_status']
     out.append(result)
+  return out
+
+
+def undecided_settings(result):
+  """The settings whose seeds could decide a claim of ``check_claims`` that is INCONCLUSIVE.
+
+  For every probe protocol under which ``result`` is INCONCLUSIVE: the settings of its
+  UNRESOLVED checks (a check that names no setting, such as a bound on a rank correlation,
+  stands for every setting the claim read). A claim that is PASS, FAIL or INSUFFICIENT_DATA
+  under every protocol needs no seeds: {}.
+
+  Returns:
+    {protocol: sorted setting names}, protocols in the order of PROTOCOLS.
+  """
+  out = {}
+  for name in PROTOCOLS:
+    suffix = '' if name == 'paper' else f'_{name}'
+    if result.get(f'status{suffix}') != INCONCLUSIVE:
+      continue
+    settings = set()
+    for check in result.get(f'checks{suffix}', []):
+      if check['state'] == UNRESOLVED:
+        settings.update(check.get('settings') or result['n_seeds'])
+    if settings:
+      out[name] = sorted(settings)
   return out

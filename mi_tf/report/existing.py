@@ -190,16 +190,16 @@ def merge_summary(existing, kept, parts):
     existing: ``read(...)`` (None: nothing to keep).
     kept: ``kept_settings``.
     parts: {'inventory', 'failures', 'final_values': per setting; 'info': the generated
-      info, whose per-setting entries 'steps', 'wall', 'flags', 'wall_seconds' ({setting:
-      [seconds of its finished runs together, exact?]}) are merged too, and 'kept_from'
-      ({setting: provenance of the report it is kept from}) is set}.
+      info, whose per-setting entries 'steps', 'wall', 'flags', 'precision', 'wall_seconds'
+      ({setting: [seconds of its finished runs together, exact?]}) are merged too, and
+      'kept_from' ({setting: provenance of the report it is kept from}) is set}.
 
   Returns:
     ``parts`` with the kept settings' entries added (a new dict; ``parts`` is not changed).
   """
   out = {k: dict(v) for k, v in parts.items()}
   info = out['info']
-  for key in ('steps', 'wall', 'flags', 'wall_seconds'):
+  for key in ('steps', 'wall', 'flags', 'wall_seconds', 'precision'):
     info[key] = dict(info.get(key) or {})
   info['kept_from'] = {}
   summary = (existing.summary if existing else None) or {}
@@ -218,7 +218,7 @@ def merge_summary(existing, kept, parts):
   for s, v in (summary.get('final_values') or {}).items():
     if s in kept:
       out['final_values'][s] = v
-  for key in ('steps', 'wall', 'flags'):
+  for key in ('steps', 'wall', 'flags', 'precision'):
     for s, v in (old_info.get(key) or {}).items():
       if s in kept:
         info[key][s] = v
