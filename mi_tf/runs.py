@@ -285,6 +285,27 @@ def read_history(runs_dir, runs=None):
   return sorted(records, key=lambda r: str(r.get('start', '')))
 
 
+def sweep_wall_seconds(runs_dir, runs=None):
+  """The sweep's wall time from the runner's attempts: (seconds during which at least one run
+  was running, the union of the attempts' intervals; seconds from the first start to the last
+  end), or (0, 0) without attempts. Attempts cut off with their runner (a session killed
+  before it could record them) are missing, so both are lower bounds then."""
+  spans = sorted((float(r['start_time']), float(r['start_time']) + float(r['seconds']))
+                 for r in read_history(runs_dir, runs)
+                 if isinstance(r.get('start_time'), (int, float))
+                 and isinstance(r.get('seconds'), (int, float)))
+  if not spans:
+    return 0.0, 0.0
+  busy, (lo, hi) = 0.0, spans[0]
+  for a, b in spans[1:]:
+    if a > hi:
+      busy, lo, hi = busy + hi - lo, a, b
+    else:
+      hi = max(hi, b)
+  busy += hi - lo
+  return busy, max(b for _, b in spans) - spans[0][0]
+
+
 def known_durations(runs, runs_dir):
   """setting -> seconds of one full run, from earlier executions or final_metrics.json."""
   durations = {}

@@ -596,3 +596,49 @@ def test_renaming_a_setting_in_the_study_moves_the_claims_with_it(monkeypatch):
   monkeypatch.setattr(study, 'ADVERSARIAL', 'sec3_1_adversarial_renamed')
   assert report.claim2(table)['claim'].startswith('sec3_1_adversarial_renamed:')
   assert report.CLAIM_TEXT[2].startswith('sec3_1_adversarial_renamed:')
+
+
+def test_the_sweep_wall_time_is_the_union_of_the_attempts(tmp_path):
+  runs_dir = tmp_path / 'runs'
+  # Two runs at once (0-100 s and 50-120 s), then a gap, then one more (200-230 s).
+  for key, spans in (('a/seed0', [(0, 100)]), ('a/seed1', [(50, 70)]),
+                     ('b/seed0', [(200, 30)])):
+    d = runs_dir / key
+    d.mkdir(parents=True)
+    (d / runs_lib.ATTEMPTS_FILE).write_text(json.dumps(
+        [{'key': key, 'start': str(1000 + a), 'start_time': 1000.0 + a, 'seconds': float(n)}
+         for a, n in spans]))
+  busy, span = runs_lib.sweep_wall_seconds(str(runs_dir))
+  assert busy == pytest.approx(150.0) and span == pytest.approx(230.0)
+  assert runs_lib.sweep_wall_seconds(str(tmp_path / 'none')) == (0.0, 0.0)
+
+
+def test_the_summary_block_gives_every_verdict_and_only_replaces_its_markers(tmp_path):
+  runs_dir, out = tmp_path / 'runs', tmp_path / 'repo'
+  spec = _paper_like()
+  for setting in ('sec4_iid', 'sec4_iid_nwj', 'sec4_noniid', 'sec4_noniid_nwj'):
+    for k in range(3):
+      _write_run(runs_dir / setting / f'seed{k}', _records(
+          {m: {s: v + 0.0001 * k for s, v in c.items()} for m, c in spec[setting].items()}))
+  out.mkdir()
+  head = '# Notebook\n\nHand-written.\n\n'
+  (out / 'REPRODUCTION.md').write_text(
+      head + f'{report.SUMMARY_BEGIN}\nold summary\n{report.SUMMARY_END}\n\nMiddle, kept.\n')
+  report.write_report(str(runs_dir), str(out))
+  text = (out / 'REPRODUCTION.md').read_text()
+  assert text.startswith(head) and 'old summary' not in text and 'Middle, kept.' in text
+  summary = text.split(report.SUMMARY_BEGIN, 1)[1].split(report.SUMMARY_END, 1)[0]
+  rows = [x for x in summary.splitlines() if x.startswith('| ') and 'claim |' not in x]
+  assert len(rows) == len(study.CLAIM_IDS)
+  assert rows[5].startswith('| 6: ') and '**PASS**' in rows[5] and rows[5].endswith('| 3 |')
+  assert '**INSUFFICIENT_DATA**' in rows[0]  # Claim 1: no Sec. 3.1 runs here.
+  assert text.count(report.END_MARK) == 1  # The generated section, once, after the summary.
+  assert text.index(report.SUMMARY_END) < text.index(report.END_MARK)
+  # Without the summary markers nothing is added; a new file has them.
+  (out / 'REPRODUCTION.md').write_text('# Notebook\n')
+  report.write_report(str(runs_dir), str(out))
+  assert report.SUMMARY_BEGIN not in (out / 'REPRODUCTION.md').read_text()
+  fresh = tmp_path / 'fresh'
+  report.write_report(str(runs_dir), str(fresh))
+  text = (fresh / 'REPRODUCTION.md').read_text()
+  assert '| 6: ' in text.split(report.SUMMARY_END)[0]

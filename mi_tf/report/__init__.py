@@ -92,9 +92,13 @@ from mi_tf.report.markdown import _duration
 from mi_tf.report.markdown import BEGIN_MARK
 from mi_tf.report.markdown import DEFAULT_HEADER
 from mi_tf.report.markdown import END_MARK
+from mi_tf.report.markdown import SUMMARY_BEGIN
+from mi_tf.report.markdown import SUMMARY_END
 from mi_tf.report.markdown import machine_info
 from mi_tf.report.markdown import render_markdown
+from mi_tf.report.markdown import render_summary
 from mi_tf.report.markdown import replace_generated
+from mi_tf.report.markdown import replace_summary
 from mi_tf.report.results import _json_safe
 from mi_tf.report.results import ACC
 from mi_tf.report.results import ACC_FAST
@@ -162,7 +166,9 @@ __all__ = [
     'MIN_SEEDS',
     'PASS',
     'render_markdown',
+    'render_summary',
     'replace_generated',
+    'replace_summary',
     'ReportError',
     'results',
     'REVERSED',
@@ -170,6 +176,8 @@ __all__ = [
     'SEPARATION',
     'separation',
     'spearman',
+    'SUMMARY_BEGIN',
+    'SUMMARY_END',
     'Table',
     'TRUE_MI_SEC4',
     'UNRESOLVED',
@@ -330,6 +338,8 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
                            for m, r in v.items()} for s, v in finals.items()}})
   inv, failures, info = parts['inventory'], parts['failures'], parts['info']
   info['total_wall'] = _wall_total(info['wall_seconds'])
+  busy, span = runs_lib.sweep_wall_seconds(runs_dir)
+  info['sweep_wall'] = {'busy_seconds': busy, 'span_seconds': span}
   try:
     info['seed_rounds'] = seeds.read_rounds(runs_dir)
   except ValueError as e:
@@ -357,7 +367,8 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
   section = render_markdown(table, claims, inv, failures, rel_figures, info)
   path = os.path.join(output_dir, 'REPRODUCTION.md')
   text = pathlib.Path(path).read_text() if os.path.exists(path) else None
-  files.write_atomic(path, replace_generated(text, section))
+  text = replace_summary(replace_generated(text, section), render_summary(claims, info))
+  files.write_atomic(path, text)
   summary = {'generated': info, 'claims': claims, 'inventory': inv, 'failures': failures,
              'final_values': parts['final_values'], 'figures': rel_figures}
   # Last: the run inventory the next report is checked against.
