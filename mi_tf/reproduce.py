@@ -115,6 +115,11 @@ def _add_plan_flags(p):
   p.add_argument('--settings', action='append', default=[],
                  help='explicit settings: gin file stems of gin/ or probe baselines '
                       f'({", ".join(study.PROBE_BASELINES)}); comma list or repeated.')
+  p.add_argument('--phases', action='store_true',
+                 help='the whole study: the phases of study.STUDY_PHASES in order, each with '
+                      'its own seeds (' + '; '.join(f'{n}: {len(s)} settings x {k}'
+                                                   for n, s, k in study.STUDY_PHASES)
+                      + '); status and report cover all of them.')
   p.add_argument('--seeds', type=_positive_int, default=3, help='seeds 0 .. N-1 per setting.')
   p.add_argument('--setting_seeds', default='',
                  help='per-setting seed counts overriding --seeds, e.g. '
@@ -189,10 +194,13 @@ def main(argv=None):
                    help='replace the report in --output_dir even where it holds more finished '
                         'runs of a setting than this one (default: refuse, writing nothing).')
   args = parser.parse_args(argv)
-  if not args.suite and not args.settings:
-    parser.error('give --suite and/or --settings.')
+  if not args.suite and not args.settings and not args.phases:
+    parser.error('give --suite and/or --settings, or --phases.')
+  if args.phases and (args.suite or args.settings):
+    parser.error('--phases is the whole study: give it without --suite and --settings.')
   try:
-    settings = study.suite_settings(args.suite, args.settings)
+    settings = study.suite_settings(args.suite, args.settings or [
+        ','.join(names) for _, names, _ in study.STUDY_PHASES] * bool(args.phases))
   except ValueError as e:
     parser.error(str(e))
   try:
@@ -206,19 +214,13 @@ def main(argv=None):
     return 2
 
 
-def _with_added_seeds(runs_dir, settings, seeds, setting_seeds):
-  """``setting_seeds`` with the seeds that earlier ``--decide`` rounds added to the plan's
-  settings (the larger count wins), so that status, report and a restarted run see them."""
+def _added_seeds(runs_dir):
+  """{setting: seeds} that earlier ``--decide`` rounds added to runs_dir's plan (status,
+  report and a restarted run plan them too)."""
   try:
-    added = seeds_lib.added_seeds(runs_dir) if files.isdir(runs_dir) else {}
+    return seeds_lib.added_seeds(runs_dir) if files.isdir(runs_dir) else {}
   except ValueError as e:
     raise UsageError(str(e)) from None
-  out = dict(setting_seeds)
-  for s in settings:
-    if s.name in added:
-      planned = out.get(s.name, min(seeds, study.DEFAULT_SETTING_SEEDS.get(s.name, seeds)))
-      out[s.name] = max(planned, added[s.name])
-  return out
 
 
 def _execute(args, runs, runs_dir):
@@ -236,8 +238,23 @@ def _main(args, settings, argv):
   """The command of parsed ``args`` over ``settings``; its exit status."""
   runs_dir = files.abspath(args.runs_dir)
   _check_dirs(args, runs_dir)
-  setting_seeds = _parse_setting_seeds(args.setting_seeds, [s.name for s in settings])
-  setting_seeds = _with_added_seeds(runs_dir, settings, args.seeds, setting_seeds)
+  parsed = _parse_setting_seeds(args.setting_seeds, [s.name for s in settings])
+  added = _added_seeds(runs_dir)
+  phases = [(None, settings, args.seeds)]
+  if args.phases:
+    phases = [(name, [s for s in settings if s.name in names], seeds)
+              for name, names, seeds in study.STUDY_PHASES]
+
+  def phase_counts(members, seeds):
+    """{setting: seeds} of a phase: --setting_seeds, else --seeds capped by the defaults;
+    at least what earlier --decide rounds added."""
+    return {s.name: max(parsed.get(s.name, min(seeds, study.DEFAULT_SETTING_SEEDS.get(
+        s.name, seeds))), added.get(s.name, 0)) for s in members}
+
+  setting_seeds = {}  # The whole plan: each setting's largest count over the phases.
+  for _, members, seeds in phases:
+    for name, n in phase_counts(members, seeds).items():
+      setting_seeds[name] = max(setting_seeds.get(name, 0), n)
   runs = runs_lib.plan(settings, args.seeds, args.runs_dir, setting_seeds)
 
   if args.cmd in ('run', 'all'):
@@ -257,7 +274,13 @@ def _main(args, settings, argv):
         raise UsageError('--jobs is for --executor=local; Ray sizes runs by their resources.')
     elif args.ray_address:
       raise UsageError('--ray_address needs --executor=ray.')
-    summary = _execute(args, runs, runs_dir)
+    summary = {}
+    for name, members, seeds in phases:
+      if name is not None:
+        print(f'Phase: {name} ({len(members)} settings, at most {seeds} seed(s) each)')
+      done = _execute(args, runs_lib.plan(members, seeds, args.runs_dir,
+                                          phase_counts(members, seeds)), runs_dir)
+      summary = {k: list(summary.get(k, [])) + list(v) for k, v in done.items()}
     while args.decide and not summary['failed']:
       if summary.get('busy'):  # Another driver still runs some: decide when they are done.
         print('Some runs are running elsewhere; decide again when they have finished: '

@@ -230,6 +230,27 @@ DEFAULT_SETTING_SEEDS.update({metric_setting(o, 'convnet'): 1
                               for o in ESTIMATORS + METRIC_OBJECTIVES})
 
 
+def _phases():
+  """The whole study as the runner runs it (``reproduce run --phases``): (name, settings,
+  seeds) in order; each phase's seeds are its --seeds (DEFAULT_SETTING_SEEDS still cap them).
+  App. G first, then beyond the paper (with the paper's Sec. 3.2 settings it compares with),
+  then every MNIST setting of the paper at 5 seeds; within a suite the MLP-class settings (one
+  core a run, two at once on 2 cores) before the ConvNet ones (both cores a run)."""
+  def split(names):
+    return (tuple(n for n in names if 'convnet' not in n),
+            tuple(n for n in names if 'convnet' in n))
+  cifar_mlp, cifar_convnet = split(SUITES['cifar10'])
+  beyond_mlp, beyond_convnet = split(SUITES['sec3_2'] + SUITES['bounds'] + SUITES['metric'])
+  return (('App. G on CIFAR-10, MLP-class settings', cifar_mlp, 3),
+          ('App. G on CIFAR-10, ConvNet settings', cifar_convnet, 1),
+          ('beyond the paper, MLP-class settings', beyond_mlp, 3),
+          ('beyond the paper, ConvNet settings', beyond_convnet, 1),
+          ('the paper on MNIST, every setting', SUITES['mnist'], 5))
+
+
+STUDY_PHASES = _phases()
+
+
 # ------------------------------------------------------------------ what the report reads
 
 # The claims of the report: the paper's six on MNIST (ids 1-6), claims 4 and 5 again on the

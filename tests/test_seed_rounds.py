@@ -14,6 +14,7 @@ from mi_tf import report
 from mi_tf import reproduce
 from mi_tf.report import claims
 from mi_tf.report import seeds
+from mi_tf import study
 
 MI = report.TRUE_MI_SEC4
 
@@ -183,3 +184,43 @@ def test_a_damaged_rounds_file_is_one_line_error_and_runs_nothing(tmp_path, fake
   assert rc == 2 and len(err) == 1 and 'seed_rounds.json is not JSON' in err[0], err
   assert fake_executor == []
   assert (runs_dir / seeds.ROUNDS_FILE).read_text() == '{"round": 1'  # Left as it was.
+
+
+# ------------------------------------------------------------------ the study's phases
+
+def test_phases_run_the_study_in_its_order_each_with_its_seeds(tmp_path, monkeypatch, capsys):
+  calls = []
+
+  def run_all(runs, *args, **kwargs):
+    del args, kwargs
+    calls.append([r.key for r in runs])
+    return {'skipped': [], 'completed': [], 'failed': [], 'busy': []}
+
+  monkeypatch.setattr(reproduce.executor, 'run_all', run_all)
+  runs_dir = tmp_path / 'runs'
+  assert reproduce.main(['run', '--phases', f'--runs_dir={runs_dir}']) == 0
+  phases = study.STUDY_PHASES
+  assert len(calls) == len(phases)
+  out = capsys.readouterr().out
+  for (name, names, n_seeds), keys in zip(phases, calls):
+    assert f'Phase: {name}' in out
+    assert {k.split('/')[0] for k in keys} == set(names)
+    for s in names:
+      want = min(n_seeds, study.DEFAULT_SETTING_SEEDS.get(s, n_seeds))
+      assert sorted(k for k in keys if k.split('/')[0] == s) == [
+          f'{s}/seed{k}' for k in range(want)], s
+  # App. G first, its MLP-class settings before the ConvNets; the paper's MNIST last, at 5.
+  assert calls[0][0].startswith(('baseline_pixels_cifar10', 'cifar10_')) and not any(
+      'convnet' in k for k in calls[0])
+  assert all('convnet' in k for k in calls[1])
+  assert 'sec3_2_critics_bilinear_nwj/seed4' in calls[4]
+  assert 'sec3_1_realnvp/seed3' not in calls[4]  # The RealNVP settings stay at 3.
+  # status plans the union: a setting in two phases (Sec. 3.2, 3 then 5 seeds) with 5.
+  capsys.readouterr()
+  runs_dir.mkdir(exist_ok=True)
+  assert reproduce.main(['status', '--phases', f'--runs_dir={runs_dir}']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert sum(x.startswith('sec3_2_critics_bilinear_nwj/') for x in lines) == 5
+  assert lines[-1].endswith(f' of {len({k for c in calls for k in c})} runs')
+  with pytest.raises(SystemExit):
+    reproduce.main(['run', '--phases', '--suite=sec4', f'--runs_dir={runs_dir}'])
