@@ -205,6 +205,9 @@ def main(argv=None):
     parser.error(str(e))
   try:
     return _main(args, settings, argv)
+  except BrokenPipeError:  # The reader of stdout is gone (e.g. `... --dry_run | head`).
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
   except (UsageError, report.ReportError, OSError) as e:
     if args.verbose:
       raise
