@@ -277,13 +277,19 @@ def _main(args, settings, argv):
         raise UsageError('--jobs is for --executor=local; Ray sizes runs by their resources.')
     elif args.ray_address:
       raise UsageError('--ray_address needs --executor=ray.')
-    summary = {}
-    for name, members, seeds in phases:
+    # The phases' plans one after the other, in one executor call: a phase's last runs and
+    # the next phase's first ones share the machine (a core freed at the end of a phase takes
+    # the next run that fits) instead of the machine idling until a phase is complete.
+    ordered, seen = [], set()
+    for i, (name, members, seeds) in enumerate(phases, 1):
+      new = [r for r in runs_lib.plan(members, seeds, args.runs_dir,
+                                      phase_counts(members, seeds)) if r.key not in seen]
+      seen.update(r.key for r in new)
+      ordered += new
       if name is not None:
-        print(f'Phase: {name} ({len(members)} settings, at most {seeds} seed(s) each)')
-      done = _execute(args, runs_lib.plan(members, seeds, args.runs_dir,
-                                          phase_counts(members, seeds)), runs_dir)
-      summary = {k: list(summary.get(k, [])) + list(v) for k, v in done.items()}
+        print(f'Phase {i}: {name} ({len(members)} settings, at most {seeds} seed(s) each; '
+              f'runs {len(ordered) - len(new) + 1}-{len(ordered)} of the plan)')
+    summary = _execute(args, ordered, runs_dir)
     while args.decide and not summary['failed']:
       if summary.get('busy'):  # Another driver still runs some: decide when they are done.
         print('Some runs are running elsewhere; decide again when they have finished: '
