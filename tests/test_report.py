@@ -642,3 +642,48 @@ def test_the_summary_block_gives_every_verdict_and_only_replaces_its_markers(tmp
   report.write_report(str(runs_dir), str(fresh))
   text = (fresh / 'REPRODUCTION.md').read_text()
   assert '| 6: ' in text.split(report.SUMMARY_END)[0]
+
+
+def test_report_says_at_which_commits_the_runs_trained(tmp_path):
+  runs_dir = tmp_path / 'runs'
+  records = _records({ACC: {0: 0.8, 4: 0.9}})
+  a, b = 'a' * 40, 'b' * 40
+  for seed, sessions in enumerate(([a], [a], [a, b])):
+    d = runs_dir / 'sec3_1_resmlp' / f'seed{seed}'
+    _write_run(d, records)
+    (d / 'run_info.json').write_text(json.dumps({'seed': seed, 'sessions': [
+        {'host': 'h', 'code': {'commit': c, 'dirty': False}} for c in sessions]}))
+  report.write_report(str(runs_dir), str(tmp_path))
+  text = (tmp_path / 'REPRODUCTION.md').read_text()
+  assert '**more than one code version**' in text
+  assert f'{a[:12]} (2 runs), {a[:12]} then {b[:12]} (1 run)' in text
+  # One commit, clean: said plainly.
+  (runs_dir / 'sec3_1_resmlp' / 'seed2' / 'run_info.json').write_text(json.dumps(
+      {'seed': 2, 'sessions': [{'host': 'h', 'code': {'commit': a, 'dirty': False}}]}))
+  report.write_report(str(runs_dir), str(tmp_path))
+  text = (tmp_path / 'REPRODUCTION.md').read_text()
+  assert f'every finished training run trained at commit {a[:12]} (3 runs).' in text
+  assert 'more than one code version' not in text
+
+
+def test_the_report_sets_its_numbers_beside_the_first_study(tmp_path):
+  runs_dir, out = tmp_path / 'runs', tmp_path / 'out'
+  for seed in range(2):
+    _write_run(runs_dir / 'sec3_1_resmlp' / f'seed{seed}', _records(
+        {ACC: {0: 0.8, 4: 0.9 + 0.001 * seed}, 'I_EST/test': {0: 0.0, 4: 4.5}}))
+  (out / 'results' / 'first_study').mkdir(parents=True)
+  (out / 'results' / 'first_study' / 'summary.json').write_text(json.dumps({'final_values': {
+      'sec3_1_resmlp': {ACC: {'mean': 0.88, 'n': 3, 'sd': 0.01, 'step': 20000},
+                        'I_EST/test': {'mean': '-inf', 'n': 3, 'sd': 'nan', 'step': 20000}},
+      'sec4_iid': {'I_EST/eval': {'mean': 0.02, 'n': 3}}}}))
+  report.write_report(str(runs_dir), str(out))
+  text = (out / 'REPRODUCTION.md').read_text()
+  assert 'Against the first study' in text
+  row = [x for x in text.splitlines() if x.startswith('| `sec3_1_resmlp` |')][0]
+  assert '| 88.00 (n=3) | 90.05 (n=2) | +2.05 |' in row, row
+  assert '| -inf (n=3) | 4.500 (n=2) |  |' in row, row  # No difference to a non-finite mean.
+  assert '`sec4_iid`' not in text.split('Against the first study')[1].split('###')[0]
+  # Without the first study's file: no such table.
+  (out / 'results' / 'first_study' / 'summary.json').unlink()
+  report.write_report(str(runs_dir), str(out))
+  assert 'Against the first study' not in (out / 'REPRODUCTION.md').read_text()

@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import types
 
 import pytest
@@ -31,9 +32,7 @@ def out(tmp_path):
   for name in COMMITTED:
     src = REPO / name
     if src.is_dir():
-      (d / name).mkdir()
-      for f in src.iterdir():
-        (d / name / f.name).write_bytes(f.read_bytes())
+      shutil.copytree(src, d / name)
     else:
       (d / name).write_bytes(src.read_bytes())
   return d
@@ -250,8 +249,7 @@ def test_an_unreadable_or_markdown_only_report_is_not_replaced_silently(tmp_path
   with pytest.raises(report.ReportError, match='summary.json is unreadable'):
     report.write_report(str(empty), str(out))
   # Without results/, REPRODUCTION.md's generated section still tells how many runs it holds.
-  for f in (out / 'results').iterdir():
-    f.unlink()
+  shutil.rmtree(out / 'results')
   before = _snapshot(out)
   with pytest.raises(report.FewerRuns, match=r'holds 78 finished runs \(by its REPRODUCTION'):
     report.write_report(str(empty), str(out))

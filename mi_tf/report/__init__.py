@@ -223,6 +223,33 @@ def run_arguments(setting, seed, run):
   return sorted(out)
 
 
+FIRST_STUDY = os.path.join('results', 'first_study', 'summary.json')
+
+
+def _first_study_finals(output_dir):
+  """The first study's final values ({setting: {metric: row}}) from ``FIRST_STUDY`` in
+  output_dir, or {} (none there, or unreadable: the comparison is left out)."""
+  try:
+    with open(os.path.join(output_dir, FIRST_STUDY)) as f:
+      return json.load(f).get('final_values') or {}
+  except (OSError, ValueError, AttributeError):
+    return {}
+
+
+def _code_of(sessions):
+  """The code a training run trained with: its sessions' commits (12 characters, '+dirty'
+  for a tree with uncommitted changes; 'unrecorded' for sessions from before runs recorded
+  it), joined by ' then ' where the sessions differ."""
+  seen = []
+  for session in sessions:
+    c = session.get('code') or {}
+    name = (str(c['commit'])[:12] + ('+dirty' if c.get('dirty') else '')
+            if c.get('commit') else 'unrecorded')
+    if name not in seen:
+      seen.append(name)
+  return ' then '.join(seen)
+
+
 def _precisions(run):
   """The dtype policies (``train.precision``) a finished training run trained under: each
   session's record in run_info.json; for sessions from before they recorded it, the config's
@@ -295,6 +322,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
 
   walls = runs_lib.wall_seconds(runs, runs_dir)  # {setting: [(seconds, exact?)]}.
   steps, wall, wall_seconds, versions, hosts, precision = {}, {}, {}, None, set(), {}
+  code = {}  # {code of a finished training run's sessions: number of such runs}.
   for s, by_seed in runs.items():
     step_set, configs, policies = set(), set(), set()
     for run in by_seed.values():
@@ -306,6 +334,10 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
       versions = versions or info.get('versions')
       if run['final'] and 'step' in run['final']:
         step_set.add(run['final']['step'])
+      sessions = (info.get('sessions') or []) if run['config'] is not None else []
+      if sessions:
+        key = _code_of(sessions)
+        code[key] = code.get(key, 0) + 1
       if run['config'] is not None:  # The seed binding aside, every seed's config is equal.
         configs.add(re.sub(r'^train\.seed\s*=.*$', '', run['config'], flags=re.M))
         policies.update(_precisions(run))
@@ -328,6 +360,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
           'commit': runs_lib.git_info(), 'runs_dir': os.path.abspath(runs_dir),
           'machine': machine_info(), 'steps': steps, 'wall': wall, 'hosts': sorted(hosts),
           'flags': flags, 'wall_seconds': wall_seconds, 'precision': precision,
+          'run_code': dict(sorted(code.items())),
           'versions': ', '.join(f'{k} {v}' for k, v in (versions or {}).items()
                                 if k in ('tensorflow', 'keras', 'scikit-learn', 'python'))}
   # The kept settings' final values are taken from the existing summary where it has them.
@@ -364,6 +397,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
     write_tensorboard_images(paths, tensorboard_dir)
   write_csv(rows, os.path.join(results_dir, 'curves.csv'))
   rel_figures = {k: (os.path.relpath(v, output_dir) if v else None) for k, v in paths.items()}
+  info['first_study'] = _first_study_finals(output_dir)
   section = render_markdown(table, claims, inv, failures, rel_figures, info)
   path = os.path.join(output_dir, 'REPRODUCTION.md')
   text = pathlib.Path(path).read_text() if os.path.exists(path) else None

@@ -8,6 +8,7 @@ existing REPRODUCTION.md, keeping the text outside them.
 
 import datetime
 import io
+import math
 import os
 import pathlib
 import platform
@@ -93,6 +94,54 @@ def _fast_pct(table, setting):
   return f'{100 * first["mean"]:.2f} -> {100 * last["mean"]:.2f} %'
 
 
+def _first_study_lines(table, first):
+  """The table "Against the first study": per setting in both, the final probe accuracy and
+  I_EST (test) of the first study (old protocol, ``results/first_study/``) and of this report,
+  and the difference of the means; [] without such settings."""
+  def cell(row, scale, digits):
+    try:
+      mean = float(row['mean'])
+    except (TypeError, KeyError, ValueError):
+      return '', None
+    if not math.isfinite(mean):
+      return f'{mean} (n={row["n"]})', None
+    return f'{scale * mean:.{digits}f} (n={row["n"]})', mean
+
+  rows = []
+  for s in table.settings():
+    if s not in first:
+      continue
+    out = [f'`{s}`']
+    for metric, scale, digits in ((ACC, 100, 2), ('I_EST/test', 1, 3)):
+      old, old_mean = cell(first[s].get(metric), scale, digits)
+      new, new_mean = cell(table.final(s, metric), scale, digits)
+      diff = (f'{scale * (new_mean - old_mean):+.{digits}f}'
+              if old_mean is not None and new_mean is not None else '')
+      out += [old, new, diff]
+    if any(out[1:]):
+      rows.append('| ' + ' | '.join(out) + ' |')
+  if not rows:
+    return []
+  return ['Against the first study (old protocol: its aggregates in `results/first_study/`; the '
+          'difference of the means, this report minus the first study; accuracy in points):', '',
+          '| setting | accuracy, first study (%) | accuracy, now (%) | change | I_EST (test), '
+          'first study | I_EST (test), now | change |', '|---|---|---|---|---|---|---|',
+          *rows, '']
+
+
+def _code_line(run_code):
+  """Which commit(s) the finished training runs of this report trained at."""
+  if not run_code:
+    return 'Code of the runs in the runs directory: no finished training run recorded it.'
+  parts = ', '.join(f'{k} ({n} run{"s" * (n != 1)})' for k, n in run_code.items())
+  if len(run_code) == 1 and ' then ' not in parts and '+dirty' not in parts:
+    return (f'Code of the runs in the runs directory: every finished training run trained at '
+            f'commit {parts}.')
+  return ('Code of the runs in the runs directory: **more than one code version** (a run that '
+          'changed commit '
+          f'between sessions reads "A then B"; "+dirty": uncommitted changes): {parts}.')
+
+
 def _sweep_text(sweep):
   """The sweep's wall time (``runs.sweep_wall_seconds`` of this runs_dir), or ''."""
   if not sweep or not sweep.get('busy_seconds'):
@@ -147,6 +196,8 @@ def render_markdown(table, claims, inv, failures, figures, info):
     f'{m.get("memory_gib", "?")} GiB memory, {m["gpus"]} GPU(s); {m["platform"]}, '
     f'Python {m["python"]}. Versions of the runs: {info.get("versions") or "unknown"}. '
     f'Hosts of the runs: {", ".join(info.get("hosts") or []) or "unknown"}.')
+  w()
+  w(_code_line(info.get('run_code') or {}))
   w()
   w(f'Runs: {n_done} of {n_planned} planned runs finished, {n_partial} unfinished '
     f'(interrupted or still running), {len(failed_keys)} failed (see below), {n_missing} not '
@@ -268,6 +319,8 @@ def render_markdown(table, claims, inv, failures, figures, info):
     w(f'| {s} | {table.n_seeds(s)} | {_pct(table.final(s, ACC))} '
       f'| {_pct(table.final(s, ACC_FAST))} | {_pct(table.final(s, "head/test_accuracy"))} |')
   w()
+  for line in _first_study_lines(table, info.get('first_study') or {}):
+    w(line)
   w('### Figures')
   w()
   drawn = {k: v for k, v in figures.items() if v}
