@@ -259,11 +259,23 @@ def _main(args, settings, argv):
     for name, n in phase_counts(members, seeds).items():
       setting_seeds[name] = max(setting_seeds.get(name, 0), n)
   runs = runs_lib.plan(settings, args.seeds, args.runs_dir, setting_seeds)
+  # The order the runs start in: the phases' plans one after the other, in one executor call
+  # (a core freed at the end of a phase takes the next phase's first run instead of idling
+  # until the phase is complete); without --phases, the plan.
+  ordered, seen, said = [], set(), []
+  for i, (name, members, seeds) in enumerate(phases, 1):
+    new = [r for r in runs_lib.plan(members, seeds, args.runs_dir,
+                                    phase_counts(members, seeds)) if r.key not in seen]
+    seen.update(r.key for r in new)
+    ordered += new
+    if name is not None:
+      said.append(f'Phase {i}: {name} ({len(members)} settings, at most {seeds} seed(s) '
+                  f'each; runs {len(ordered) - len(new) + 1}-{len(ordered)} of the plan)')
 
   if args.cmd in ('run', 'all'):
     if args.dry_run:
       python = 'python' if args.python == sys.executable else args.python
-      for run in runs:
+      for run in ordered:
         if runs_lib.state(run) != 'finished':
           print(runs_lib.shell_command(run, python, args.gin_bindings, args.data_dir))
       return 0
@@ -277,18 +289,8 @@ def _main(args, settings, argv):
         raise UsageError('--jobs is for --executor=local; Ray sizes runs by their resources.')
     elif args.ray_address:
       raise UsageError('--ray_address needs --executor=ray.')
-    # The phases' plans one after the other, in one executor call: a phase's last runs and
-    # the next phase's first ones share the machine (a core freed at the end of a phase takes
-    # the next run that fits) instead of the machine idling until a phase is complete.
-    ordered, seen = [], set()
-    for i, (name, members, seeds) in enumerate(phases, 1):
-      new = [r for r in runs_lib.plan(members, seeds, args.runs_dir,
-                                      phase_counts(members, seeds)) if r.key not in seen]
-      seen.update(r.key for r in new)
-      ordered += new
-      if name is not None:
-        print(f'Phase {i}: {name} ({len(members)} settings, at most {seeds} seed(s) each; '
-              f'runs {len(ordered) - len(new) + 1}-{len(ordered)} of the plan)')
+    for line in said:
+      print(line)
     summary = _execute(args, ordered, runs_dir)
     while args.decide and not summary['failed']:
       if summary.get('busy'):  # Another driver still runs some: decide when they are done.

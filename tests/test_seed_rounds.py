@@ -210,6 +210,7 @@ def test_phases_run_the_study_in_its_order_each_with_its_seeds(tmp_path, monkeyp
     keys_of.append(calls[0][start:last])
     start = last
   assert start == len(calls[0]) == len(set(calls[0]))
+  keys_of_all = calls[0]
   calls = keys_of
   for (name, names, n_seeds), keys in zip(phases, calls):
     # A setting of an earlier phase (Sec. 3.2) brings only its further seeds here.
@@ -233,5 +234,12 @@ def test_phases_run_the_study_in_its_order_each_with_its_seeds(tmp_path, monkeyp
   lines = capsys.readouterr().out.splitlines()
   assert sum(x.startswith('sec3_2_critics_bilinear_nwj/') for x in lines) == 5
   assert lines[-1].endswith(f' of {len({k for c in calls for k in c})} runs')
+  # --dry_run lists the runs in the order they start.
+  capsys.readouterr()
+  assert reproduce.main(['run', '--phases', '--dry_run', f'--runs_dir={runs_dir}']) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert len(listed) == len(keys_of_all)
+  assert all(any(f'/{key}{c}' in line + ' ' for c in ' /')
+             for key, line in zip(keys_of_all, listed))
   with pytest.raises(SystemExit):
     reproduce.main(['run', '--phases', '--suite=sec4', f'--runs_dir={runs_dir}'])
