@@ -262,15 +262,14 @@ def _main(args, settings, argv):
   # The order the runs start in: the phases' plans one after the other, in one executor call
   # (a core freed at the end of a phase takes the next phase's first run instead of idling
   # until the phase is complete); without --phases, the plan.
-  ordered, seen, said = [], set(), []
-  for i, (name, members, seeds) in enumerate(phases, 1):
+  ordered, said = (runs, []) if not args.phases else ([], [])
+  for i, (name, members, seeds) in enumerate(phases if args.phases else [], 1):
+    seen = {r.key for r in ordered}
     new = [r for r in runs_lib.plan(members, seeds, args.runs_dir,
                                     phase_counts(members, seeds)) if r.key not in seen]
-    seen.update(r.key for r in new)
     ordered += new
-    if name is not None:
-      said.append(f'Phase {i}: {name} ({len(members)} settings, at most {seeds} seed(s) '
-                  f'each; runs {len(ordered) - len(new) + 1}-{len(ordered)} of the plan)')
+    said.append(f'Phase {i}: {name} ({len(members)} settings, at most {seeds} seed(s) each; '
+                f'runs {len(ordered) - len(new) + 1}-{len(ordered)} of the plan)')
 
   if args.cmd in ('run', 'all'):
     if args.dry_run:
@@ -297,7 +296,7 @@ def _main(args, settings, argv):
         print('Some runs are running elsewhere; decide again when they have finished: '
               + ', '.join(summary['busy']))
         break
-      counts = {s.name: sum(r.setting.name == s.name for r in runs) for s in settings}
+      counts = dict(setting_seeds)  # Seeds planned per setting (the plan of ``runs``).
       round_, verdicts = seeds_lib.decide_on_runs(runs_dir, counts, args.max_seeds,
                                                   args.add_seeds)
       if round_ is None:

@@ -285,13 +285,15 @@ def read_history(runs_dir, runs=None):
   return sorted(records, key=lambda r: str(r.get('start', '')))
 
 
-def sweep_wall_seconds(runs_dir, runs=None):
-  """The sweep's wall time from the runner's attempts: (seconds during which at least one run
-  was running, the union of the attempts' intervals; seconds from the first start to the last
-  end), or (0, 0) without attempts. Attempts cut off with their runner (a session killed
-  before it could record them) are missing, so both are lower bounds then."""
+def sweep_wall_seconds(runs_dir, runs=None, history=None):
+  """The sweep's wall time from the runner's attempts (``history``: their records, else
+  ``read_history(runs_dir, runs)``): (seconds during which at least one run was running, the
+  union of the attempts' intervals; seconds from the first start to the last end), or (0, 0)
+  without attempts. Attempts cut off with their runner (a session killed before it could
+  record them) are missing, so both are lower bounds then."""
+  records = read_history(runs_dir, runs) if history is None else history
   spans = sorted((float(r['start_time']), float(r['start_time']) + float(r['seconds']))
-                 for r in read_history(runs_dir, runs)
+                 for r in records
                  if isinstance(r.get('start_time'), (int, float))
                  and isinstance(r.get('seconds'), (int, float)))
   if not spans:
@@ -407,22 +409,23 @@ def run_wall_seconds(run, history_seconds=None):
   return final.get('wall_seconds_this_session'), sessions == 1
 
 
-def wall_seconds(runs, runs_dir):
+def wall_seconds(runs, runs_dir, history=None):
   """{setting: [(seconds, exact?) of each finished run with a known time]}, in seed order.
 
   Args:
     runs: {setting: {seed: loaded run}} (dicts as for ``run_wall_seconds``, with 'finished').
-    runs_dir: the root whose runner history is read.
+    runs_dir: the root whose runner history is read (unless ``history`` gives its records,
+      ``read_history(runs_dir)``).
   """
-  history = {}
-  for record in read_history(runs_dir):
-    history.setdefault(record['key'], []).append(record)
+  by_key = {}
+  for record in read_history(runs_dir) if history is None else history:
+    by_key.setdefault(record['key'], []).append(record)
   out = {}
   for s, by_seed in runs.items():
     for seed, run in by_seed.items():
       if not run['finished']:
         continue
-      entries = history.get(f'{s}/seed{seed}', [])
+      entries = by_key.get(f'{s}/seed{seed}', [])
       sessions = len((run.get('run_info') or {}).get('sessions', [])) or 1
       # The runner's history is the run's time if its attempts are exactly the sessions: each
       # ended finished or stopped by SIGTERM; a failed attempt may not have trained.

@@ -37,6 +37,7 @@ import pathlib
 import re
 
 from mi_tf import files
+from mi_tf import jsonl
 from mi_tf import runs as runs_lib
 from mi_tf import study
 from mi_tf.report import claims
@@ -105,6 +106,7 @@ from mi_tf.report.results import ACC_FAST
 from mi_tf.report.results import ACC_KNN
 from mi_tf.report.results import aggregate
 from mi_tf.report.results import CSV_COLUMNS
+from mi_tf.report.results import finished_records
 from mi_tf.report.results import gaussian_smooth
 from mi_tf.report.results import inventory
 from mi_tf.report.results import load_run
@@ -229,11 +231,8 @@ FIRST_STUDY = os.path.join('results', 'first_study', 'summary.json')
 def _first_study_finals(output_dir):
   """The first study's final values ({setting: {metric: row}}) from ``FIRST_STUDY`` in
   output_dir, or {} (none there, or unreadable: the comparison is left out)."""
-  try:
-    with open(os.path.join(output_dir, FIRST_STUDY)) as f:
-      return json.load(f).get('final_values') or {}
-  except (OSError, ValueError, AttributeError):
-    return {}
+  summary = jsonl.read_json(os.path.join(output_dir, FIRST_STUDY), {})
+  return (summary.get('final_values') or {}) if isinstance(summary, dict) else {}
 
 
 def _code_of(sessions):
@@ -307,9 +306,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
                  allow_fewer_runs)
   kept = existing.kept_settings(old, scope)
 
-  finished = {s: {seed: r['records'] for seed, r in by_seed.items() if r['finished']}
-              for s, by_seed in runs.items()}
-  finished = {s: v for s, v in finished.items() if v}
+  finished = finished_records(runs)
   rows = existing.merge_rows(aggregate(finished), old, kept)
   table = Table(rows)
   claims = check_claims(table)
@@ -320,7 +317,8 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
     if args:
       flags[s] = args
 
-  walls = runs_lib.wall_seconds(runs, runs_dir)  # {setting: [(seconds, exact?)]}.
+  history = runs_lib.read_history(runs_dir)  # The runner's attempts, read once.
+  walls = runs_lib.wall_seconds(runs, runs_dir, history)  # {setting: [(seconds, exact?)]}.
   steps, wall, wall_seconds, versions, hosts, precision = {}, {}, {}, None, set(), {}
   code = {}  # {code of a finished training run's sessions: number of such runs}.
   for s, by_seed in runs.items():
@@ -371,7 +369,7 @@ def write_report(runs_dir, output_dir, planned_runs=(), tensorboard_dir=None, co
                            for m, r in v.items()} for s, v in finals.items()}})
   inv, failures, info = parts['inventory'], parts['failures'], parts['info']
   info['total_wall'] = _wall_total(info['wall_seconds'])
-  busy, span = runs_lib.sweep_wall_seconds(runs_dir)
+  busy, span = runs_lib.sweep_wall_seconds(runs_dir, history=history)
   info['sweep_wall'] = {'busy_seconds': busy, 'span_seconds': span}
   try:
     info['seed_rounds'] = seeds.read_rounds(runs_dir)

@@ -776,6 +776,12 @@ def check_claims(table):
   return out
 
 
+def protocol_key(key, protocol):
+  """The key of a ``check_claims`` result under a probe protocol of PROTOCOLS: 'status' and
+  'checks' for the paper's probe, 'status_<protocol>' and 'checks_<protocol>' for the others."""
+  return key if protocol == 'paper' else f'{key}_{protocol}'
+
+
 def undecided_settings(result):
   """The settings whose seeds could decide a claim of ``check_claims`` that is INCONCLUSIVE.
 
@@ -789,11 +795,10 @@ def undecided_settings(result):
   """
   out = {}
   for name in PROTOCOLS:
-    suffix = '' if name == 'paper' else f'_{name}'
-    if result.get(f'status{suffix}') != INCONCLUSIVE:
+    if result.get(protocol_key('status', name)) != INCONCLUSIVE:
       continue
     settings = set()
-    for check in result.get(f'checks{suffix}', []):
+    for check in result.get(protocol_key('checks', name), []):
       if check['state'] == UNRESOLVED:
         settings.update(check.get('settings') or result['n_seeds'])
     if settings:

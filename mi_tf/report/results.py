@@ -160,6 +160,14 @@ def load_runs(runs_dir):
 
 # ------------------------------------------------------------------ aggregation
 
+def finished_records(runs):
+  """{setting: {seed: metrics.jsonl records}} of the FINISHED runs of ``load_runs`` (settings
+  without a finished run left out): what the aggregates are made of."""
+  finished = {s: {seed: r['records'] for seed, r in by_seed.items() if r['finished']}
+              for s, by_seed in runs.items()}
+  return {s: v for s, v in finished.items() if v}
+
+
 def _stats(values):
   a = np.asarray(values, np.float64)
   with np.errstate(invalid='ignore', over='ignore'):

@@ -19,6 +19,7 @@ import datetime
 import json
 
 from mi_tf import files
+from mi_tf import jsonl
 from mi_tf.report import claims as claims_lib
 from mi_tf.report import results
 
@@ -58,10 +59,7 @@ def next_round(claim_results, counts, max_seeds, add):
 
 def finished_table(runs_dir):
   """(Table of the finished runs of runs_dir, {setting: finished seeds})."""
-  runs = results.load_runs(runs_dir)
-  finished = {s: {seed: r['records'] for seed, r in by_seed.items() if r['finished']}
-              for s, by_seed in runs.items()}
-  finished = {s: v for s, v in finished.items() if v}
+  finished = results.finished_records(results.load_runs(runs_dir))
   return results.Table(results.aggregate(finished)), {s: len(v) for s, v in finished.items()}
 
 
@@ -73,7 +71,7 @@ def decide_on_runs(runs_dir, counts, max_seeds, add):
   """
   table, _ = finished_table(runs_dir)
   claim_results = claims_lib.check_claims(table)
-  verdicts = {str(c['id']): {name: c.get('status' if name == 'paper' else f'status_{name}')
+  verdicts = {str(c['id']): {name: c.get(claims_lib.protocol_key('status', name))
                              for name in claims_lib.PROTOCOLS} for c in claim_results}
   return next_round(claim_results, counts, max_seeds, add), verdicts
 
@@ -118,7 +116,7 @@ def record_round(runs_dir, before, round_, verdicts):
       'counts': round_['counts'],
       'claims': round_['claims'],
       'verdicts': {k: v for k, v in verdicts.items() if k in round_['claims']}})
-  files.write_atomic(files.join(runs_dir, ROUNDS_FILE), json.dumps(rounds, indent=1))
+  jsonl.write_json(files.join(runs_dir, ROUNDS_FILE), rounds, indent=1)
   return rounds
 
 
