@@ -6,6 +6,7 @@
   python -m mi_tf.reproduce run --suite=mnist --seeds=5 --decide --runs_dir=../runs  # + seeds
   python -m mi_tf.reproduce status --suite=mnist --seeds=3 --runs_dir=../runs
   python -m mi_tf.reproduce report --suite=mnist --seeds=3 --runs_dir=../runs --output_dir=.
+  python -m mi_tf.reproduce archive --suite=mnist --seeds=3 --runs_dir=../runs --to=DIR
 
 A suite is a list of settings: each experiment gin file of gin/ (its stem names the setting)
 and the probe-only baselines (the linear probe on raw X1 pixels, with and without the 0.05
@@ -36,6 +37,12 @@ every INCONCLUSIVE claim's unresolved comparisons get ``--add_seeds`` more seeds
 (``mi_tf.report.seeds``; the rounds are recorded in ``<runs_dir>/seed_rounds.json``, planned
 by every later command on that runs_dir and stated in the report).
 
+``archive --to=DIR`` copies the records of the finished runs (configs, run_info.json,
+metrics.jsonl, the runner's attempts, the result file; no checkpoints, exports or event files)
+and the ``--decide`` rounds from --runs_dir into DIR (``mi_tf.archive``): the report can be
+written from DIR alone, and DIR given as --runs_dir to ``archive --to`` a new runs directory
+starts it with those runs finished. It never overwrites a finished run or a run in progress.
+
 The report never loses results (``mi_tf.report.existing``): where a setting would hold fewer
 finished runs than the report already in --output_dir (the repository's, by default) holds,
 it writes nothing and exits with status 2, saying so (--allow_fewer_runs replaces it anyway);
@@ -51,6 +58,7 @@ import pathlib
 import shlex
 import sys
 
+from mi_tf import archive as archive_lib
 from mi_tf import executor
 from mi_tf import files
 from mi_tf import gin_files
@@ -101,7 +109,7 @@ def _check_dirs(args, runs_dir):
   ``all`` create it)."""
   if files.exists(runs_dir) and not files.isdir(runs_dir):
     raise UsageError(f'--runs_dir {args.runs_dir} is a file, not a directory.')
-  if args.cmd in ('status', 'report') and not files.isdir(runs_dir):
+  if args.cmd in ('status', 'report', 'archive') and not files.isdir(runs_dir):
     raise UsageError(f'--runs_dir {args.runs_dir} does not exist (nothing has run there: '
                      'check the path; `run` creates it).')
   output_dir = getattr(args, 'output_dir', None)
@@ -150,8 +158,13 @@ def main(argv=None):
   p_status = sub.add_parser('status', help='state of every planned run.')
   p_report = sub.add_parser('report', help='aggregate, figures, claim checks, '
                                            'REPRODUCTION.md.')
-  for p in (p_run, p_all, p_status, p_report):
+  p_archive = sub.add_parser('archive', help="copy the finished runs' records (no "
+                                             'checkpoints) to another runs directory.')
+  for p in (p_run, p_all, p_status, p_report, p_archive):
     _add_plan_flags(p)
+  p_archive.add_argument('--to', required=True,
+                         help='the runs directory to copy into (created if absent); runs '
+                              'it holds finished, or that run there now, are left alone.')
   for p in (p_run, p_all):
     p.add_argument('--gin_bindings', action='append', default=[],
                    help='extra gin binding for every training run (repeatable).')
@@ -188,8 +201,8 @@ def main(argv=None):
                         '(default: the repository root in a checkout, else the current '
                         'directory).')
     p.add_argument('--tensorboard_dir', default=None,
-                   help='TensorBoard dir of the figures (default: <runs_dir>/report_tb; '
-                        '"none" to skip).')
+                   help='TensorBoard dir of the figures (default: <runs_dir>/report_tb, '
+                        'none for a runs_dir inside the repository; "none" to skip).')
     p.add_argument('--allow_fewer_runs', action='store_true',
                    help='replace the report in --output_dir even where it holds more finished '
                         'runs of a setting than this one (default: refuse, writing nothing).')
@@ -217,6 +230,13 @@ def main(argv=None):
     return 2
 
 
+def _inside_checkout(runs_dir):
+  """True if the local ``runs_dir`` lies inside this package's checkout."""
+  checkout = gin_files.checkout_dir()
+  return bool(files.is_local(runs_dir) and checkout is not None
+              and checkout in pathlib.Path(runs_dir).parents)
+
+
 def _added_seeds(runs_dir):
   """{setting: seeds} that earlier ``--decide`` rounds added to runs_dir's plan (status,
   report and a restarted run plan them too)."""
@@ -235,6 +255,29 @@ def _execute(args, runs, runs_dir):
                                 max_retries=args.max_retries)
   return executor.run_all(runs, runs_dir, runs_lib.REPO_DIR, args.python, args.gin_bindings,
                           args.data_dir, jobs=args.jobs)
+
+
+def _archive(args, runs, runs_dir):
+  """``archive``: the plan's finished runs and the rounds file from runs_dir to --to; exit
+  status 1 if a run conflicts (finished differently in --to) or is busy there."""
+  target_dir = files.abspath(args.to)
+  if files.exists(target_dir) and not files.isdir(target_dir):
+    raise UsageError(f'--to {args.to} is a file, not a directory.')
+  if target_dir == runs_dir:
+    raise UsageError('--to is --runs_dir itself: give another directory.')
+  pairs = [(run, runs_lib.Run(run.setting, run.seed, files.join(
+      target_dir, run.setting.name, f'seed{run.seed}'))) for run in runs]
+  out = archive_lib.copy_records(pairs, runs_dir, target_dir, [seeds_lib.ROUNDS_FILE])
+  said = {'copied': 'copied', 'same': 'already there, the same', 'kept': 'kept (the target '
+          "extends the source's)", 'unfinished': 'not finished (not copied)',
+          'busy': 'running in the target (not touched)', 'conflict': 'finished differently '
+          'in the target (not touched; remove its directory there to take this one)'}
+  for outcome in ('conflict', 'busy'):
+    for key in out.get(outcome, []):
+      print(f'{key}: {said[outcome]}', file=sys.stderr)
+  print(f'{runs_dir} -> {target_dir}: ' + '; '.join(
+      f'{len(out[k])} {said[k]}' for k in said if out.get(k)) + '.')
+  return 1 if out.get('conflict') or out.get('busy') else 0
 
 
 def _main(args, settings, argv):
@@ -278,9 +321,7 @@ def _main(args, settings, argv):
         if runs_lib.state(run) != 'finished':
           print(runs_lib.shell_command(run, python, args.gin_bindings, args.data_dir))
       return 0
-    checkout = gin_files.checkout_dir()
-    if files.is_local(runs_dir) and checkout is not None and checkout in pathlib.Path(
-        runs_dir).parents:
+    if _inside_checkout(runs_dir):
       print(f'Warning: runs_dir {runs_dir} is inside the repository; keep checkpoints and '
             'event files out of commits.', file=sys.stderr)
     if args.executor == 'ray':
@@ -318,6 +359,8 @@ def _main(args, settings, argv):
     rc = 1 if summary['failed'] else 0
     if args.cmd == 'run':
       return rc
+  elif args.cmd == 'archive':
+    return _archive(args, ordered, runs_dir)
   elif args.cmd == 'status':
     rows = runs_lib.status_table(runs, runs_dir)
     width = max((len(r[0]) for r in rows), default=10)
@@ -330,7 +373,10 @@ def _main(args, settings, argv):
   else:
     rc = 0
 
-  tb_dir = args.tensorboard_dir or os.path.join(runs_dir, 'report_tb')
+  # The figures' TensorBoard images go beside the runs, except into a runs directory of the
+  # repository (an archive such as results/study/): event files are not committed.
+  tb_dir = args.tensorboard_dir or ('none' if _inside_checkout(runs_dir)
+                                    else os.path.join(runs_dir, 'report_tb'))
   report.write_report(runs_dir, args.output_dir, runs,
                       tensorboard_dir=None if tb_dir == 'none' else tb_dir,
                       command=' '.join(['python -m mi_tf.reproduce'] + [

@@ -31,8 +31,8 @@ def out(tmp_path):
   d.mkdir()
   for name in COMMITTED:
     src = REPO / name
-    if src.is_dir():
-      shutil.copytree(src, d / name)
+    if src.is_dir():  # Not results/study/: the study's runs (an input of the report).
+      shutil.copytree(src, d / name, ignore=shutil.ignore_patterns('study'))
     else:
       (d / name).write_bytes(src.read_bytes())
   return d
