@@ -62,10 +62,11 @@ PIXELS = 'baseline_pixels'                  # about 85%
 PIXELS_NOISY = 'baseline_pixels_noisy'      # about 84% (Sec. 3.1)
 PIXELS_CIFAR10 = 'baseline_pixels_cifar10'  # about 24% (App. G)
 PROBE_BASELINES = {
-    # --also_fast: the converged probe too, the second protocol of the claim checks.
-    PIXELS: ('--pixels', '--also_fast'),
-    PIXELS_NOISY: ('--pixels', '--noise_std=0.05', '--also_fast'),
-    PIXELS_CIFAR10: ('--pixels', '--dataset=cifar10', '--also_fast'),
+    # --also_fast: the converged probe too, the second protocol of the claim checks;
+    # --also_knn: the k-NN probe, the third (probe_knn_result.json beside probe_result.json).
+    PIXELS: ('--pixels', '--also_fast', '--also_knn'),
+    PIXELS_NOISY: ('--pixels', '--noise_std=0.05', '--also_fast', '--also_knn'),
+    PIXELS_CIFAR10: ('--pixels', '--dataset=cifar10', '--also_fast', '--also_knn'),
 }
 BASELINE_PREFIX = 'baseline_'
 SUPERVISED_SETTINGS = {enc: f'{BASELINE_PREFIX}supervised_{enc}' for enc in ENCODERS}

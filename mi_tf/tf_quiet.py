@@ -25,11 +25,21 @@ import tempfile
 # line that follows). So, only while `tensorflow` is first imported, file descriptor 2 goes to
 # a temporary file; afterwards every line of it but these known ones is written to stderr, in
 # order. TF_CPP_MIN_LOG_LEVEL=0 (show INFO) turns the filter off.
+# On a CPU with AVX-512 (seen on a 2-core AMD EPYC family 26 VM, 2026-12-02), the same import
+# also logs, twice, from port.cc: "oneDNN custom operations are on. You may see slightly
+# different numerical results due to floating-point round-off errors from different
+# computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`."
+# (TensorFlow enables them by default on such CPUs; the runs record nothing of it, so results
+# from machines with and without AVX-512 agree to round-off, not bit for bit.)
 _TF_IMPORT_NOISE = (
     re.compile(rb'WARNING: All log messages before absl::InitializeLog\(\) is called are written '
                rb'to STDERR\r?\n?'),
     re.compile(rb'I\d{4} [\d:.]+ +\d+ (\S*/)?cudart_stub\.cc:\d+\] Could not find cuda drivers on '
                rb'your machine, GPU will not be used\.\r?\n?'),
+    re.compile(rb'I\d{4} [\d:.]+ +\d+ (\S*/)?port\.cc:\d+\] oneDNN custom operations are on\. '
+               rb'You may see slightly different numerical results due to floating-point '
+               rb'round-off errors from different computation orders\. To turn them off, set '
+               rb'the environment variable `TF_ENABLE_ONEDNN_OPTS=0`\.\r?\n?'),
 )
 
 

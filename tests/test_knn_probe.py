@@ -225,3 +225,29 @@ def test_the_probe_command_probes_an_export_with_knn(tmp_path, capsys):
   assert written['test_accuracy'] == direct['test_accuracy']
   assert 'leave-one-out on 500' in capsys.readouterr().out
   assert probe_script.main(['mi-tf-probe', '--pixels', '--probe=knn', '--knn_k=0']) == 2
+
+
+def test_also_knn_writes_what_probe_knn_writes_beside_the_linear_result(tmp_path, capsys):
+  """--also_knn (the study's pixel baselines): the linear result as without it, and beside it
+  probe_knn_result.json with the numbers of --probe=knn of the same flags; refused without a
+  result file or with --probe=knn."""
+  splits = ['--train_split=train[:500]', '--test_split=test[:200]']
+  out, knn_out = tmp_path / 'both' / 'probe_result.json', tmp_path / 'knn.json'
+  out.parent.mkdir()
+  assert probe_script.main(['mi-tf-probe', '--pixels', '--also_knn', '--knn_k=5', *splits,
+                            f'--output={out}']) == 0
+  assert 'k-NN probe test accuracy' in capsys.readouterr().out
+  assert probe_script.main(['mi-tf-probe', '--pixels', '--probe=knn', '--knn_k=5', *splits,
+                            f'--output={knn_out}']) == 0
+  linear = evaluation.probe_saved_model(None, **SPLITS)
+  written = json.loads(out.read_text())
+  assert written['test_accuracy'] == linear['test_accuracy'] and 'k' not in written
+  beside = json.loads((out.parent / probe_script.KNN_RESULT_FILE).read_text())
+  alone = json.loads(knn_out.read_text())
+  drop = lambda r: {k: v for k, v in r.items() if 'seconds' not in k}  # noqa: E731
+  assert drop(beside) == drop(alone) and beside['k'] == 5
+  capsys.readouterr()
+  assert probe_script.main(['mi-tf-probe', '--pixels', '--also_knn', *splits]) == 2
+  assert probe_script.main(['mi-tf-probe', '--pixels', '--also_knn', '--probe=knn', *splits,
+                            f'--output={out}']) == 2
+  assert '--also_knn needs a linear --probe' in capsys.readouterr().err

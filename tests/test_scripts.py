@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO, TINY_BINDINGS
 from mi_tf import scripts
+from mi_tf import tf_quiet
 from mi_tf.scripts import probe
 from mi_tf.scripts import train
 
@@ -134,6 +135,23 @@ def test_the_stderr_filter_drops_only_the_noise_and_keeps_the_order():
                         timeout=60, cwd=str(REPO))
   assert proc.returncode == 0, proc.stderr
   assert proc.stderr.splitlines() == ['before', 'kept 1', 'kept 2', 'after']
+
+
+def test_the_import_noise_is_the_known_lines_only():
+  """The lines TensorFlow 2.21's import writes (the oneDNN one only on CPUs with AVX-512, so the
+  subprocess check below meets it on some machines only) are noise; others are kept."""
+  noise = [
+      b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n',
+      b'I0000 00:00:1796137895.899312   16584 cudart_stub.cc:31] Could not find cuda drivers on '
+      b'your machine, GPU will not be used.\n',
+      b'I0000 00:00:1796198073.017985    9213 port.cc:153] oneDNN custom operations are on. You '
+      b'may see slightly different numerical results due to floating-point round-off errors '
+      b'from different computation orders. To turn them off, set the environment variable '
+      b'`TF_ENABLE_ONEDNN_OPTS=0`.\n']
+  assert all(tf_quiet._is_tf_import_noise(line) for line in noise)  # pylint: disable=protected-access
+  kept = [b'E0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n',
+          b'Traceback (most recent call last):\n', noise[2].replace(b'on.', b'off.')]
+  assert not any(tf_quiet._is_tf_import_noise(line) for line in kept)  # pylint: disable=protected-access
 
 
 def test_the_quiet_start_silences_the_tensorflow_import():
