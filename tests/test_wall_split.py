@@ -45,7 +45,16 @@ def test_time_split_is_recorded_and_cut_paths_give_the_same_run(tmp_path, monkey
   cut, uncut = _values(cut_dir), _values(str(tmp_path / 'uncut'))
   assert any(k[2] == 'invertibility/max_reconstruction_error' for k in cut)
   assert any(k[2] == 'jacobian/log_cond_median' for k in cut)
-  assert cut == uncut  # Bitwise: every loss, estimate, probe and invertibility value.
+  # Bitwise: every loss, estimate and probe value. The invertibility errors are float32
+  # round-off themselves (about 2e-7): with TensorFlow's oneDNN operations (on by default on
+  # CPUs with AVX-512) the one-graph and the eager computations round differently, so these
+  # agree to round-off (2.4e-7 vs 1.8e-7 seen), bit for bit without oneDNN.
+  assert cut.keys() == uncut.keys()
+  inv = {k for k in cut if k[2].startswith('invertibility/')}
+  assert {k: v for k, v in cut.items() if k not in inv} == {
+      k: v for k, v in uncut.items() if k not in inv}
+  for k in inv:
+    assert abs(cut[k] - uncut[k]) <= 1e-6, (k, cut[k], uncut[k])
 
   with open(os.path.join(cut_dir, 'final_metrics.json')) as f:
     written = json.load(f)
