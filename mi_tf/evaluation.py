@@ -284,8 +284,24 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     export.ExportError: not a SavedModel, or its input shape does not match the halves.
     ValueError: an unknown probe protocol.
   """
+  return probe_saved_model_protocols(
+      saved_model, dataset, data_dir, noise_std, train_split, test_split, seed, batch_size,
+      ((probe, also_fast),), knn_k, knn_temperature)[0]
+
+
+def probe_saved_model_protocols(saved_model=None, dataset=None, data_dir=None, noise_std=None,
+                                train_split='train', test_split='test', seed=0,
+                                batch_size=1000, probes=(('paper', False),), knn_k=None,
+                                knn_temperature=None):
+  """``probe_saved_model`` for several protocols on features loaded (and encoded) once.
+
+  probes: (probe, also_fast) pairs. Returns a list of results, in that order, each what
+  ``probe_saved_model(probe=probe, also_fast=also_fast)`` returns, but for 'seconds': the
+  shared loading and encoding time plus that protocol's own fits. ``mi-tf-probe --also_knn``
+  uses it (the linear protocol and 'knn').
+  """
   start = time.time()
-  params = _probe_parameters(probe, knn_k, knn_temperature)
+  params = {p: _probe_parameters(p, knn_k, knn_temperature) for p, _ in probes}
   metadata, encode = {}, None
   if saved_model is not None:
     encode, input_shape = export_lib.load_encoder(saved_model)
@@ -309,6 +325,27 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
     _LOG.info('Encoding %d examples with %s.', len(x1_tr) + len(x1_te), saved_model)
     f_tr = batched_features(encode, x1_tr, batch_size)
     f_te = batched_features(encode, x1_te, batch_size)
+  # What every protocol's result says of its features.
+  shared = {'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
+            'dataset_source': dataset_source, 'noise_std_source': noise_source, 'seed': seed,
+            'train_split': train_split, 'test_split': test_split,
+            'train_size': int(len(y_tr)), 'test_size': int(len(y_te))}
+  if data_dir is not None:
+    shared['data_dir'] = data_dir
+  if saved_model is not None:
+    shared.update(export_step=metadata.get('step'), export_seed=metadata.get('seed'),
+                  export_metadata=metadata)
+  load_seconds = time.time() - start
+  return [_fit_protocol(probe, params[probe], also_fast, (f_tr, y_tr, f_te, y_te), seed,
+                        batch_size, shared, load_seconds)
+          for probe, also_fast in probes]
+
+
+def _fit_protocol(probe, params, also_fast, arrays, seed, batch_size, shared, load_seconds):
+  """One protocol's result (``probe_saved_model``) on the loaded features ``arrays`` (f_tr,
+  y_tr, f_te, y_te); ``shared``: the keys every protocol's result has."""
+  start = time.time()
+  f_tr, y_tr, f_te, y_te = arrays
   extra = {} if probe == 'paper' else {'probe': probe}  # Paper results keep their keys.
   if probe == probe_lib.KNN:
     _LOG.info('Fitting the k-NN probe (k=%d, %s similarity, %s) on %d x %d features.',
@@ -333,21 +370,13 @@ def probe_saved_model(saved_model=None, dataset=None, data_dir=None, noise_std=N
                  fast_train_accuracy=fast['train_accuracy'],
                  fast_converged=bool(fast['converged']), fast_probe_seconds=fast['seconds'],
                  fast_tol=_probe_parameters('fast')['tol'])
-  if data_dir is not None:
-    extra['data_dir'] = data_dir
-  if saved_model is not None:
-    extra.update(export_step=metadata.get('step'), export_seed=metadata.get('seed'),
-                 export_metadata=metadata)
-  seconds = time.time() - start
+  seconds = load_seconds + time.time() - start
   train_accuracy = result['train_accuracy']
   _LOG.info('Done in %.1f s: test accuracy %.2f%% (train %s).', seconds,
             100 * result['test_accuracy'],
             'not scored' if train_accuracy is None else f'{100 * train_accuracy:.2f}%')
   return {
-      **extra, 'source': saved_model or 'pixels', 'dataset': dataset, 'noise_std': noise_std,
-      'dataset_source': dataset_source, 'noise_std_source': noise_source,
-      'protocol': probe, **params, 'seed': seed, 'train_split': train_split,
-      'test_split': test_split,
+      **extra, **shared, 'protocol': probe, **params,
       'train_accuracy': result['train_accuracy'], 'test_accuracy': result['test_accuracy'],
-      'feature_dim': result['feature_dim'], 'train_size': int(len(y_tr)),
-      'test_size': int(len(y_te)), 'probe_seconds': result['seconds'], 'seconds': seconds}
+      'feature_dim': result['feature_dim'], 'probe_seconds': result['seconds'],
+      'seconds': seconds}

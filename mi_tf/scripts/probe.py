@@ -118,18 +118,17 @@ def main(argv=None):
     from mi_tf import evaluation  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
     from mi_tf import files  # pylint: disable=g-import-not-at-top
     from mi_tf import jsonl  # pylint: disable=g-import-not-at-top
-    kwargs = dict(saved_model=fv.saved_model, dataset=fv.dataset, data_dir=fv.data_dir,
-                  noise_std=fv.noise_std, train_split=fv.train_split,
-                  test_split=fv.test_split, seed=fv.seed, knn_k=fv.knn_k,
-                  knn_temperature=fv.knn_temperature)
-    result = evaluation.probe_saved_model(probe=fv.probe, also_fast=fv.also_fast, **kwargs)
+    # --also_knn: the k-NN result of --probe=knn with the same flags, on the same features.
+    result, *knn = evaluation.probe_saved_model_protocols(
+        saved_model=fv.saved_model, dataset=fv.dataset, data_dir=fv.data_dir,
+        noise_std=fv.noise_std, train_split=fv.train_split, test_split=fv.test_split,
+        seed=fv.seed, probes=((fv.probe, fv.also_fast),) + (('knn', False),) * fv.also_knn,
+        knn_k=fv.knn_k, knn_temperature=fv.knn_temperature)
     text = jsonl.dumps_strict(result, indent=2, sort_keys=True)  # Strict JSON: no bare NaN.
-    if fv.also_knn:
-      # Exactly what --probe=knn with the same flags computes and writes. Its file first: the
-      # runner takes the linear result file for a finished run.
-      knn = evaluation.probe_saved_model(probe='knn', **kwargs)
-      knn_output = os.path.join(os.path.dirname(os.path.abspath(output)), KNN_RESULT_FILE)
-      files.write_atomic(knn_output, jsonl.dumps_strict(knn, indent=2, sort_keys=True) + '\n')
+    if knn:  # Its file first: the runner takes the linear result file for a finished run.
+      knn_output = os.path.join(os.path.dirname(output), KNN_RESULT_FILE)
+      files.write_atomic(knn_output,
+                         jsonl.dumps_strict(knn[0], indent=2, sort_keys=True) + '\n')
     if output:
       files.write_atomic(output, text + '\n')
   except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
@@ -145,8 +144,8 @@ def main(argv=None):
   if result.get('probe') == 'knn' and result['train_accuracy'] is not None:
     train += f' leave-one-out on {result["train_accuracy_examples"]}'
   print(f'test accuracy {100 * result["test_accuracy"]:.2f}% (train {train}){fast}{where}')
-  if fv.also_knn:
-    print(f'k-NN probe test accuracy {100 * knn["test_accuracy"]:.2f}%, written to '
+  if knn:
+    print(f'k-NN probe test accuracy {100 * knn[0]["test_accuracy"]:.2f}%, written to '
           f'{knn_output}')
   return 0
 
