@@ -18,8 +18,11 @@ is copied last: a copy killed midway leaves the run unfinished in the target, ne
 with missing records. Nothing in the target is lost: a run that it holds finished is left as
 it is ('same' when its records equal the source's, 'conflict' when they differ: remove the
 target's run directory to take the source's), and a run that a live driver executes there,
-or a training writes (their leases, ``mi_tf.leases``), is 'busy' and not touched. Files of
-the runs directory itself (the ``--decide`` rounds) are copied where the target has none,
+or a training writes (their leases, ``mi_tf.leases``), is 'busy' and not touched. A run whose
+result file is written in the source while its driver still holds it is 'running' and not
+copied yet: the driver appends the runner's attempts record after the training exits, so a
+copy taken then would be finished in the target without it, and differ from the source's
+records once the driver is done. Files of the runs directory itself (the ``--decide`` rounds) are copied where the target has none,
 and replace the target's where they extend it (a JSON list that starts with the target's).
 No TensorFlow import for local paths.
 """
@@ -61,10 +64,14 @@ def _busy(model_dir):
 
 def copy_run(source, target):
   """Copies one finished run's records from ``source`` to ``target`` (``runs.Run`` of the same
-  key in two runs directories). Returns 'copied', 'same', 'conflict', 'busy' or 'unfinished'
-  (the source's run is not finished: nothing to copy)."""
+  key in two runs directories). Returns 'copied', 'same', 'conflict', 'busy', 'unfinished'
+  (the source's run is not finished: nothing to copy) or 'running' (finished in the source
+  but still held by its driver or training there, its records not yet complete: copied by a
+  later archive)."""
   if runs_lib.state(source) != 'finished':
     return 'unfinished'
+  if _busy(source.model_dir):
+    return 'running'
   records = _records(source)
   if runs_lib.state(target) == 'finished':
     return 'same' if _records(target) == records else 'conflict'
@@ -115,7 +122,7 @@ def copy_records(pairs, source_dir, target_dir, root_files=()):
 
   Returns:
     {outcome: [run key or file name]} over 'copied', 'same', 'conflict', 'busy', 'kept',
-    'unfinished' (empty outcomes left out).
+    'unfinished', 'running' (empty outcomes left out).
   """
   out = {}
   for name in root_files:

@@ -270,6 +270,8 @@ def _archive(args, runs, runs_dir):
   out = archive_lib.copy_records(pairs, runs_dir, target_dir, [seeds_lib.ROUNDS_FILE])
   said = {'copied': 'copied', 'same': 'already there, the same', 'kept': 'kept (the target '
           "extends the source's)", 'unfinished': 'not finished (not copied)',
+          'running': 'finished but still held by its driver (not copied yet: archive again '
+          'when it is released)',
           'busy': 'running in the target (not touched)', 'conflict': 'finished differently '
           'in the target (not touched; remove its directory there to take this one)'}
   for outcome in ('conflict', 'busy'):

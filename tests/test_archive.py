@@ -112,6 +112,34 @@ def test_a_run_finished_differently_or_running_in_the_target_is_not_touched(tmp_
   assert not os.path.exists(os.path.join(busy.model_dir, 'metrics.jsonl'))
 
 
+def test_a_run_finished_but_still_held_by_its_driver_is_copied_only_once_released(tmp_path,
+                                                                                   capsys):
+  """The driver appends the runner's attempts record after the training wrote the result file
+  and exited, and releases the run's lease after that: a copy taken in between would be
+  finished in the archive without the attempts record (and conflict with the source later)."""
+  src, dst = tmp_path / 'runs', tmp_path / 'archive'
+  plan = {r.key: r for r in _plan(src)}
+  for run in plan.values():
+    _finish(run)
+  held = plan['sec4_iid/seed1']
+  os.remove(os.path.join(held.model_dir, runs_lib.ATTEMPTS_FILE))  # Not yet appended.
+  driver = leases.Holder(ttl=120)
+  assert driver.acquire(held.model_dir)
+  try:
+    assert _archive(src, dst) == 0  # Not an error: a later archive copies it.
+    out = capsys.readouterr().out
+    assert '3 copied' in out and '1 finished but still held by its driver' in out
+    assert runs_lib.state(runs_lib.Run(held.setting, held.seed, os.path.join(
+        dst, 'sec4_iid', 'seed1'))) == 'new'
+    files.write_atomic(os.path.join(held.model_dir, runs_lib.ATTEMPTS_FILE),
+                       json.dumps([{'seconds': 12.0}]))
+  finally:
+    driver.release(held.model_dir)
+  assert _archive(src, dst) == 0
+  assert '1 copied; 3 already there, the same' in capsys.readouterr().out
+  assert os.path.isfile(os.path.join(dst, 'sec4_iid', 'seed1', runs_lib.ATTEMPTS_FILE))
+
+
 def test_a_copy_killed_midway_leaves_the_run_unfinished(tmp_path, monkeypatch):
   src, dst = tmp_path / 'runs', tmp_path / 'archive'
   run = _plan(src)[0]
