@@ -22,8 +22,9 @@ or a training writes (their leases, ``mi_tf.leases``), is 'busy' and not touched
 result file is written in the source while its driver still holds it is 'running' and not
 copied yet: the driver appends the runner's attempts record after the training exits, so a
 copy taken then would be finished in the target without it, and differ from the source's
-records once the driver is done. Files of the runs directory itself (the ``--decide`` rounds) are copied where the target has none,
-and replace the target's where they extend it (a JSON list that starts with the target's).
+records once the driver is done. Files of the runs directory itself (the ``--decide`` rounds)
+are copied where the target has none, and replace the target's where they extend it (a JSON
+list that starts with the target's).
 No TensorFlow import for local paths.
 """
 
