@@ -177,16 +177,46 @@ def state(run):
   return 'new'
 
 
-def degenerate_reasons(run):
-  """Why a finished training run learned nothing (its final_metrics.json has status
-  'degenerate': ``mi_tf.train_lib.degenerate_reasons``), or None: an ordinary run, a probe,
-  not finished, or written before runs recorded a status."""
-  if run.setting.kind != 'train':
-    return None
-  final = jsonl.read_json(files.join(run.model_dir, FINAL_METRICS))
+# The reason train_lib.degenerate_reasons gives when the training objective did not fall.
+_OBJECTIVE_REASON = re.compile(r'^the training loss did not fall\b')
+
+
+def _loss_is_not_the_objective(config):
+  """True if a run's config.gin (text) trains an estimator of
+  ``study.TRAINED_WITH_ANOTHER_OBJECTIVE`` without a target: its logged 'loss' is -I_EST, the
+  estimate's value, while the gradient is the Jensen-Shannon objective's, so the loss need not
+  fall in a run that learns (NWJ on a JS-trained critic falls to -1e3 and below while the
+  probe reaches 87% on sec3_2_critics_bilinear_js). ``MIMaximization.train_objective`` is None
+  for such runs; runs trained before it was recorded 'the training loss did not fall' for
+  them."""
+  m = re.search(r"^MIMaximization\.estimator\s*=\s*['\"]([\w.]+)['\"]\s*$", config or '', re.M)
+  return bool(m and m.group(1) in study.TRAINED_WITH_ANOTHER_OBJECTIVE
+              and not re.search(r'^MIMaximization\.target\s*=\s*(?!None\b)\S', config, re.M))
+
+
+def recorded_degenerate_reasons(final, config):
+  """Why a finished training run learned nothing, from its final_metrics.json (dict) and
+  config.gin (text); None for an ordinary run (or one written before runs recorded a status).
+  The training loss's reason is dropped where that loss is not the objective the run descends
+  (``_loss_is_not_the_objective``)."""
   if not isinstance(final, dict) or final.get('status') != 'degenerate':
     return None
-  return [str(r) for r in final.get('degenerate_reasons') or []] or ['no reason recorded']
+  reasons = [str(r) for r in final.get('degenerate_reasons') or []] or ['no reason recorded']
+  if _loss_is_not_the_objective(config):
+    reasons = [r for r in reasons if not _OBJECTIVE_REASON.match(r)]
+  return reasons or None
+
+
+def degenerate_reasons(run):
+  """Why a finished training run learned nothing (its final_metrics.json has status
+  'degenerate': ``mi_tf.train_lib.degenerate_reasons``; ``recorded_degenerate_reasons``), or
+  None: an ordinary run, a probe, not finished, or written before runs recorded a status."""
+  if run.setting.kind != 'train':
+    return None
+  config = files.join(run.model_dir, 'config.gin')
+  return recorded_degenerate_reasons(
+      jsonl.read_json(files.join(run.model_dir, FINAL_METRICS)),
+      files.read_text(config) if files.isfile(config) else None)
 
 
 def git_info(repo_dir=REPO_DIR):

@@ -41,6 +41,10 @@ ESTIMATORS = ('infonce', 'nwj')
 FAMILY_ESTIMATORS = ('dv', 'js', 'tuba', 'smile', 'alpha')
 BOUND_ESTIMATORS = ESTIMATORS + FAMILY_ESTIMATORS
 NOT_LOWER_BOUNDS = ('smile',)  # SMILE's clipped partition term can exceed the MI.
+# Estimators whose critic is trained with another objective than the estimate (the
+# Jensen-Shannon one: Poole et al.'s I_JS, Song and Ermon's SMILE): their training step has the
+# estimate's value and that objective's gradient (mi_tf.estimators, ``objective_per_row``).
+TRAINED_WITH_ANOTHER_OBJECTIVE = ('js', 'smile')
 FAMILY_TARGETS = (4,)
 # Beyond the paper: the metric-learning view of Sec. 4 and App. C.
 METRIC_OBJECTIVES = ('kpair_shared', 'kpair_separate', 'triplet')

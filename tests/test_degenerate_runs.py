@@ -115,3 +115,38 @@ def test_the_report_lists_a_degenerate_run_apart():
   assert inv['sec4_iid']['finished'] == [0, 1]
   assert inv['sec4_iid']['degenerate'] == {1: ['every step was skipped']}
   assert 'degenerate' not in results.inventory({'sec4_iid': {0: ok}}, [])['sec4_iid']
+
+
+def test_the_loss_of_a_js_trained_estimator_without_target_is_not_its_objective():
+  """I_JS and I_SMILE have the estimate's value and the Jensen-Shannon objective's gradient:
+  their logged -I_EST need not fall in a run that learns, so it decides nothing there (and a
+  reason recorded from it is dropped); with a target, |I_EST - t| must fall."""
+  from mi_tf import estimators  # pylint: disable=g-import-not-at-top
+  from mi_tf.tasks import mi_maximization  # pylint: disable=g-import-not-at-top
+  assert set(study.TRAINED_WITH_ANOTHER_OBJECTIVE) == {
+      name for name in study.BOUND_ESTIMATORS
+      if estimators.get(name).objective_per_row is not None}
+  for name in study.BOUND_ESTIMATORS:
+    other = name in study.TRAINED_WITH_ANOTHER_OBJECTIVE
+    assert mi_maximization.MIMaximization(estimator=name).train_objective == (
+        None if other else 'loss'), name
+    assert mi_maximization.MIMaximization(estimator=name, target=4.0).train_objective == 'loss'
+  loss = ('the training loss did not fall: -0.8233 in the first log window (step 100), 2901 '
+          'in the last (step 20000)')
+  final = {'status': 'degenerate', 'step': 20000, 'degenerate_reasons': [loss]}
+  js = "MIMaximization.critic = @Bilinear\nMIMaximization.estimator = 'js'\n"
+  assert runs_lib.recorded_degenerate_reasons(final, js) is None
+  assert runs_lib.recorded_degenerate_reasons(
+      final, js + 'MIMaximization.target = 4.0\n') == [loss]
+  assert runs_lib.recorded_degenerate_reasons(
+      final, js.replace("'js'", "'infonce'")) == [loss]
+  unchanged = dict(final, degenerate_reasons=['no trainable weight changed in this session',
+                                              loss])
+  assert runs_lib.recorded_degenerate_reasons(unchanged, js) == [
+      'no trainable weight changed in this session']
+  assert runs_lib.recorded_degenerate_reasons({'status': 'ok'}, js) is None
+  # The report reads the same: a JS-trained run that learned is not listed as degenerate.
+  from mi_tf.report import results  # pylint: disable=g-import-not-at-top
+  run = {'finished': True, 'records': [], 'config': js, 'final': final}
+  assert 'degenerate' not in results.inventory({'sec3_2_critics_bilinear_js': {0: run}},
+                                               [])['sec3_2_critics_bilinear_js']

@@ -21,6 +21,7 @@ import numpy as np
 
 from mi_tf import files
 from mi_tf import jsonl
+from mi_tf import runs as runs_lib
 
 ACC = 'probe/test_accuracy'         # The paper's probe (SAGA, at every evaluation).
 ACC_FAST = 'probe_fast/test_accuracy'  # The converged L-BFGS probe (step 0 and final step).
@@ -305,7 +306,8 @@ def inventory(runs, planned):
     {setting: {'planned': [seeds], 'finished': [...], 'partial': {seed: last eval step},
                'missing': [...], 'degenerate': {seed: [reasons]}}}; failed runs are marked
     by the caller (runs.read_failures). A degenerate run (final_metrics.json 'status':
-    'degenerate': every step skipped, no weight changed, or a loss that did not fall) is
+    'degenerate': every step skipped, no weight changed, or a loss that did not fall, where
+    the loss is the objective descended: ``runs.recorded_degenerate_reasons``) is
     finished and counted in the aggregates; the report lists it apart so that nobody reads
     it as an ordinary result.
   """
@@ -321,9 +323,9 @@ def inventory(runs, planned):
       run = by_seed.get(seed)
       if run and run['finished']:
         entry['finished'].append(seed)
-        if (run.get('final') or {}).get('status') == 'degenerate':
-          entry.setdefault('degenerate', {})[seed] = list(
-              run['final'].get('degenerate_reasons') or ['(no reason recorded)'])
+        reasons = runs_lib.recorded_degenerate_reasons(run.get('final'), run.get('config'))
+        if reasons:
+          entry.setdefault('degenerate', {})[seed] = reasons
       elif run and (run['records'] or run['config']):
         steps = [r['step'] for r in run['records'] if r['split'] == 'eval']
         entry['partial'][seed] = max(steps) if steps else None

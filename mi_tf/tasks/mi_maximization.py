@@ -156,6 +156,17 @@ class MIMaximization(base.Task):
     return dataclasses.replace(self.bound, per_row=functools.partial(
         estimators.tuba_per_row, log_baseline=self.log_baseline))
 
+  @property
+  def train_objective(self):
+    """'loss' (``base.Task``), or None where the loss is not what the step descends: an
+    estimator trained with another objective (I_JS, I_SMILE: the value is the estimate's, the
+    gradient the Jensen-Shannon objective's) and no target. Its -I_EST need not fall in a run
+    that learns: I_JS, NWJ on the JS-trained critic, falls far below zero while the probe's
+    accuracy rises. With a target, |I_EST - t| is what the run must bring down."""
+    if self.bound.objective_per_row is not None and self.target is None:
+      return None
+    return 'loss'
+
   def objective(self, i_est):
     """The loss of Sec. 3: -I_EST, or |I_EST - t| with a target t (Sec. 3.3)."""
     if self.target is None:
