@@ -520,23 +520,46 @@ def figure_negatives(table):
 # ------------------------------------------------- beyond the paper: the family of bounds
 
 BOUND_MARKERS = {'bilinear': 'o', 'separable': 's', 'concat': '^', 'mlp': 'D', 'convnet': 'v'}
-NWJ_LINTHRESH = 10.0  # The symlog x axis of I_NWJ: linear within +/- 10 nats.
+# Final estimates beyond +/- this many nats are drawn at the edge of the axis, marked and
+# labelled with their value: they come from critics whose estimate diverged (I_NWJ of an
+# I_NCE-trained critic near -1e23, NWJ on a JS-trained critic near -1e5, SMILE at a target of
+# 4 nats near 4e20), while every MI estimate of a working run here lies within 0-10 nats
+# (InfoNCE under log 128 = 4.85). On one axis with them, the others would collapse into a line.
+OFFSCALE_NATS = 25.0
 
 
-def _bound_points(ax, table, entries, metric, colors):
+def _bound_points(ax, table, entries, metric, colors, limit=OFFSCALE_NATS):
   """One marker per (estimator, model) setting at (final metric, final accuracy in %), error
-  bars = SD over seeds; SMILE (study.NOT_LOWER_BOUNDS) hollow. True if any was drawn."""
-  got = False
+  bars = SD over seeds; SMILE (study.NOT_LOWER_BOUNDS) hollow. The x axis spans the points
+  within +/- ``limit`` with their error bars (and 0); a point beyond it sits at the nearer edge
+  as an outward triangle with its value written beside it. True if any was drawn."""
+  points = []
   for est, model, setting in entries:
     x, y = _final_point(table, setting, metric), _final_point(table, setting, ACC, 100)
-    if x is None or y is None:
-      continue
+    if x is not None and y is not None:
+      points.append((est, model, x, y))
+  if not points:
+    return False
+  inside = [x for _, _, x, _ in points if abs(x[0]) <= limit]
+  low = min([0.0] + [max(m - sd, -limit) for m, sd, _ in inside])
+  high = max([1.0] + [min(m + sd, limit) for m, sd, _ in inside])
+  pad = 0.06 * (high - low)
+  low, high = low - pad, high + pad
+  for est, model, x, y in points:
     hollow = est in study.NOT_LOWER_BOUNDS
-    ax.errorbar([x[0]], [y[0]], xerr=[x[1]], yerr=[y[1]], marker=BOUND_MARKERS[model],
-                color=colors[est], markerfacecolor='none' if hollow else colors[est],
-                linestyle='none', capsize=2, markersize=7)
-    got = True
-  return got
+    style = dict(color=colors[est], markerfacecolor='none' if hollow else colors[est],
+                 linestyle='none', capsize=2, markersize=7)
+    if abs(x[0]) <= limit:
+      ax.errorbar([x[0]], [y[0]], xerr=[x[1]], yerr=[y[1]], marker=BOUND_MARKERS[model],
+                  **style)
+      continue
+    edge = low + pad / 2 if x[0] < 0 else high - pad / 2
+    ax.errorbar([edge], [y[0]], yerr=[y[1]], marker='<' if x[0] < 0 else '>', **style)
+    ax.annotate(f'{x[0]:.2g}', (edge, y[0]), textcoords='offset points',
+                xytext=(6 if x[0] < 0 else -6, 4), ha='left' if x[0] < 0 else 'right',
+                fontsize=6, color=colors[est])
+  ax.set_xlim(low, high)
+  return True
 
 
 def _bound_legend(ax, colors, models):
@@ -551,30 +574,14 @@ def _bound_legend(ax, colors, models):
   ax.legend(handles=handles, fontsize=7)
 
 
-def _sparse_symlog_ticks(ax, most=7):
-  """At most about ``most`` x ticks on a symlog axis (0, +/- the linear threshold and powers of
-  10 at a stride of decades): the default crowds its labels over 20 decades."""
-  low, high = ax.get_xlim()
-  top = max(abs(low), abs(high))
-  if top <= 100 * NWJ_LINTHRESH:  # A few decades: matplotlib's own ticks do.
-    return
-  first = int(round(math.log10(NWJ_LINTHRESH)))
-  decades = list(range(first, int(math.ceil(math.log10(top))) + 1))
-  stride = max(1, math.ceil(2 * len(decades) / most))
-  powers = [10.0 ** d for d in decades[::stride]]
-  ticks = sorted({0.0} | {p for p in powers if p <= high} | {-p for p in powers if -p >= low})
-  ax.set_xticks(ticks, [f'{t:g}' for t in ticks])
-  ax.minorticks_off()
-
-
 def figure_bounds(table):
   """Beyond the paper (claim study.BOUNDS_CLAIM): does a tighter bound give a better
   representation? Final probe accuracy of every (estimator, critic) Sec. 3.2 setting of
   study.bound_critic_settings() against (a) the trained bound's own final I_EST/test and (b)
-  the same critic's I_NWJ/test (symlog x: the I_NWJ of an I_NCE-trained critic overflows to
-  about -1e23); (c) the t = 4 encoder settings (study.bound_encoder_settings()) against their
-  I_EST/test. A color per estimator, a marker per critic (encoder), error bars = SD over
-  seeds, SMILE hollow (no lower bound); settings without runs are absent."""
+  the same critic's I_NWJ/test; (c) the t = 4 encoder settings (study.bound_encoder_settings())
+  against their I_EST/test. A color per estimator, a marker per critic (encoder), error bars =
+  SD over seeds, SMILE hollow (no lower bound); a diverged estimate (beyond +/-
+  OFFSCALE_NATS) at the axis' edge with its value; settings without runs are absent."""
   fig, axes = _new(3)
   colors = {e: f'C{i}' for i, e in enumerate(study.BOUND_ESTIMATORS)}
   critics = [(e, k, study.critic_setting(k, e)) for e in study.BOUND_ESTIMATORS
@@ -584,8 +591,6 @@ def figure_bounds(table):
   got = _bound_points(axes[0], table, critics, 'I_EST/test', colors)
   got |= _bound_points(axes[1], table, critics, 'I_NWJ/test', colors)
   got |= _bound_points(axes[2], table, encoders, 'I_EST/test', colors)
-  axes[1].set_xscale('symlog', linthresh=NWJ_LINTHRESH)
-  _sparse_symlog_ticks(axes[1])
   targets = ', '.join(map(str, study.FAMILY_TARGETS))
   for ax, title in zip(axes, ('Sec. 3.2 critics: the trained bound',
                               'Sec. 3.2 critics: I_NWJ of the same critic',
@@ -597,9 +602,9 @@ def figure_bounds(table):
   if fig is not None:
     _bound_legend(axes[0], colors, study.CRITICS)
     _bound_legend(axes[2], colors, study.ENCODERS)
-  return _relabel(fig, axes, ['final I_EST/test (nats)',
-                              f'final I_NWJ/test (nats; symlog, linear within '
-                              f'+/- {NWJ_LINTHRESH:g})', 'final I_EST/test (nats)'])
+  off = f'; beyond +/- {OFFSCALE_NATS:g}: at the edge, value written'
+  return _relabel(fig, axes, [f'final I_EST/test (nats{off})', f'final I_NWJ/test (nats{off})',
+                              f'final I_EST/test (nats{off})'])
 
 
 # The report's figures by name (the PNG file names), the paper's first; every figure_* above.
