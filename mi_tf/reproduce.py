@@ -346,12 +346,13 @@ def _main(args, settings, argv):
         print('Every claim is decided, or its deciding settings have --max_seeds '
               f'{args.max_seeds} seeds: no more seeds.')
         break
-      grown = {s: n for s, n in round_['counts'].items() if s in counts}
-      if not grown:  # The deciding settings are outside this plan (e.g. another suite's).
+      planned = seeds_lib.within_plan(round_, counts)
+      if planned is None:  # The deciding settings are outside this plan (e.g. another suite's).
         print('The undecided claims need seeds of settings outside this plan: '
               + ', '.join(round_['counts']) + '.')
         break
-      round_['counts'] = grown
+      round_ = planned
+      grown = round_['counts']
       rounds = seeds_lib.record_round(runs_dir, counts, round_, verdicts)
       print(f'Round {len(rounds)}: undecided claim(s) {", ".join(round_["claims"])}; seeds '
             + ', '.join(f'{s} {counts[s]} -> {n}' for s, n in grown.items()))

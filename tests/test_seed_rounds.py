@@ -57,6 +57,23 @@ def test_next_round_adds_seeds_up_to_the_maximum_and_stops_there():
     seeds.next_round(results, {}, 10, 0)
 
 
+def test_a_partial_plan_keeps_only_the_claims_whose_settings_it_grows():
+  # Claim K asks for a (in the plan) and b (not); claim 2 only for x (not in the plan).
+  round_ = {'counts': {'a': 5, 'b': 5, 'x': 7},
+            'claims': {'K': {'converged': ['a', 'b'], 'knn': ['b']}, '2': {'paper': ['x']}}}
+  assert seeds.within_plan(round_, {'a': 3, 'c': 5}) == {
+      'counts': {'a': 5}, 'claims': {'K': {'converged': ['a']}}}
+  assert seeds.within_plan(round_, {'c'}) is None
+  # A round recorded with every asking claim (as runners before the cut wrote it) is reported
+  # with the claims that got the seeds only.
+  record = {'round': 1, 'date': '2026-12-04T15:00:00', 'seeds_before': {'a': 3},
+            'counts': {'a': 5}, 'claims': round_['claims'],
+            'verdicts': {'K': {'converged': 'INCONCLUSIVE'}, '2': {'paper': 'INCONCLUSIVE'}}}
+  line = seeds.rounds_text([record])[-1]
+  assert 'claim K (converged probe INCONCLUSIVE)' in line and 'claim 2' not in line, line
+  assert '`a` 3 -> 5' in line, line
+
+
 def _critics_table(bilinear, concat_seeds=3):
   """Claim 4's six settings: the bilinear accuracies per seed given, the others fixed."""
   acc = report.ACC

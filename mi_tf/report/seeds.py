@@ -57,6 +57,30 @@ def next_round(claim_results, counts, max_seeds, add):
   return {'counts': dict(sorted(grow.items())), 'claims': asked}
 
 
+def within_plan(round_, planned):
+  """``next_round``'s round cut to the settings of a plan; None if none of them grows.
+
+  A runner whose plan holds only some settings (``run --settings=... --decide``) can add seeds
+  to those only: the round keeps their counts, and of the claims that asked only those whose
+  settings grow, each with only those settings. Without the cut, a claim whose deciding
+  settings lie outside the plan would be recorded as the reason for seeds it did not get.
+
+  Args:
+    round_: {'counts': {setting: new count}, 'claims': {claim id: {protocol: [settings]}}}.
+    planned: the settings of the plan (a container of names).
+  """
+  counts = {s: n for s, n in round_['counts'].items() if s in planned}
+  if not counts:
+    return None
+  claims = {}
+  for cid, by_protocol in round_['claims'].items():
+    kept = {p: [s for s in settings if s in counts] for p, settings in by_protocol.items()}
+    kept = {p: settings for p, settings in kept.items() if settings}
+    if kept:
+      claims[cid] = kept
+  return {'counts': counts, 'claims': claims}
+
+
 def finished_table(runs_dir):
   """(Table of the finished runs of runs_dir, {setting: finished seeds})."""
   finished = results.finished_records(results.load_runs(runs_dir))
@@ -131,6 +155,9 @@ def rounds_text(rounds):
            '"seeds" column).', '']
   for r in rounds:
     verdicts = r.get('verdicts') or {}
+    # A round recorded by a runner with a partial plan may list claims that asked for settings
+    # outside it (runners before ``within_plan``): only the claims whose settings grew count.
+    r = {**r, **(within_plan(r, r['counts']) or {'claims': {}})}
     asked = '; '.join(
         f'claim {cid} ('
         + ', '.join(f'{p} probe {verdicts.get(cid, {}).get(p, "?")}' for p in by) + ')'
