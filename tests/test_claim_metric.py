@@ -202,8 +202,8 @@ def test_check_claims_decides_every_probe_claim_with_the_knn_probe_too():
   assert (old[4]['status'], old[4]['status_knn']) == ('PASS', 'INSUFFICIENT_DATA')
 
 
-def _render(claim_results):
-  table = _table(_claim4_spec())
+def _render(claim_results, table=None):
+  table = table or _table(_claim4_spec())
   info = {'machine': {'cpu_cores': 2, 'cpu': 'cpu', 'platform': 'linux', 'python': '3',
                       'gpus': 0},
           'date': 'today', 'command': 'report', 'commit': 'abc', 'runs_dir': 'runs',
@@ -263,3 +263,20 @@ def test_figure_negatives_draws_with_partial_and_empty_tables():
   mining = [study.mining_setting(m) for m in study.MINING]
   only = {s: v for s, v in _negatives_spec().items() if s in mining}
   assert figures.figure_negatives(_table(only)) is not None
+
+
+def test_the_final_values_table_has_a_knn_column():
+  table = _table(_claim4_spec({'bilinear': 0.80, 'separable': 0.81, 'concat': 0.90}))
+  lines = _render([], table).splitlines()
+  header = next(line for line in lines if line.startswith('| setting | seeds | steps |'))
+  cells = [c.strip() for c in header.strip('|').split('|')]
+  column = cells.index('k-NN probe (step 0 -> final)')
+  setting = study.critic_setting('concat', 'nwj')
+  row = next(line for line in lines if line.startswith(f'| {setting} |'))
+  knn = table.final(setting, ACC_KNN)
+  assert knn['n'] >= 3
+  assert [c.strip() for c in row.strip('|').split('|')][column] == (
+      f'{100 * knn["mean"]:.2f} ± {100 * knn["sd"]:.2f} % (n={knn["n"]})')
+  # Runs without the k-NN probe leave the cell empty.
+  row = next(line for line in _render([]).splitlines() if line.startswith(f'| {setting} |'))
+  assert [c.strip() for c in row.strip('|').split('|')][column] == ''

@@ -84,14 +84,17 @@ def _converged_cell(claim, protocol='converged'):
   return claim.get(f'status_{protocol}', INSUFFICIENT if protocol == 'knn' else 'n/a')
 
 
-def _fast_pct(table, setting):
-  """'step 0 -> final' of the converged probe's accuracy, in %; '' without it."""
-  first, last = table.first(setting, ACC_FAST), table.final(setting, ACC_FAST)
+def _probe_pct(table, setting, metric=ACC_FAST):
+  """'step 0 -> final (± SD of the final)' of a probe logged at step 0 and the last step (the
+  converged probe ``ACC_FAST``, the k-NN probe ``ACC_KNN``), in %; '' without it."""
+  first, last = table.first(setting, metric), table.final(setting, metric)
   if last is None:
     return ''
+  sd = f' ± {100 * last["sd"]:.2f}' if last['n'] > 1 else ''
+  final = f'{100 * last["mean"]:.2f}{sd} % (n={last["n"]})'
   if first is None or first is last:
-    return f'{100 * last["mean"]:.2f} %'
-  return f'{100 * first["mean"]:.2f} -> {100 * last["mean"]:.2f} %'
+    return final
+  return f'{100 * first["mean"]:.2f} -> {final}'
 
 
 def _first_study_lines(table, first):
@@ -272,8 +275,9 @@ def render_markdown(table, claims, inv, failures, figures, info):
   w('### Final values per setting (last evaluation)')
   w()
   w('| setting | seeds | steps | probe test accuracy | converged probe (step 0 -> final) '
-    '| I_EST (test) | I_NCE (test) | I_NWJ (test) | other | wall time per run |')
-  w('|---|---|---|---|---|---|---|---|---|---|')
+    '| k-NN probe (step 0 -> final) | I_EST (test) | I_NCE (test) | I_NWJ (test) | other '
+    '| wall time per run |')
+  w('|---|---|---|---|---|---|---|---|---|---|---|')
   for s in [s for s in table.settings() if not (study.is_baseline(s) or study.is_sec4(s))]:
     other = []
     for metric, label in (('jacobian/log_cond_median', 'median log cond'),
@@ -283,7 +287,8 @@ def render_markdown(table, claims, inv, failures, figures, info):
       if row is not None:
         other.append(f'{label} {_val(row)}')
     w(f'| {s} | {table.n_seeds(s)} | {info["steps"].get(s, "?")} | {_pct(table.final(s, ACC))} '
-      f'| {_fast_pct(table, s)} | {_val(table.final(s, "I_EST/test"))} '
+      f'| {_probe_pct(table, s)} | {_probe_pct(table, s, ACC_KNN)} '
+      f'| {_val(table.final(s, "I_EST/test"))} '
       f'| {_val(table.final(s, "I_NCE/test"))} '
       f'| {_val(table.final(s, "I_NWJ/test"))} | {"; ".join(other)} '
       f'| {info["wall"].get(s, "?")} |')
@@ -313,11 +318,13 @@ def render_markdown(table, claims, inv, failures, figures, info):
     'with the same probe on g1(X1); paper: pixels about 85%, noisy pixels about 84%, '
     'supervised about 94%):')
   w()
-  w('| baseline | seeds | probe test accuracy | converged probe | head test accuracy |')
-  w('|---|---|---|---|---|')
+  w('| baseline | seeds | probe test accuracy | converged probe | k-NN probe '
+    '| head test accuracy |')
+  w('|---|---|---|---|---|---|')
   for s in [s for s in table.settings() if study.is_baseline(s)]:
     w(f'| {s} | {table.n_seeds(s)} | {_pct(table.final(s, ACC))} '
-      f'| {_pct(table.final(s, ACC_FAST))} | {_pct(table.final(s, "head/test_accuracy"))} |')
+      f'| {_pct(table.final(s, ACC_FAST))} | {_pct(table.final(s, ACC_KNN))} '
+      f'| {_pct(table.final(s, "head/test_accuracy"))} |')
   w()
   for line in _first_study_lines(table, info.get('first_study') or {}):
     w(line)
