@@ -208,3 +208,29 @@ def test_a_fragment_alone_is_refused_before_anything_is_written(tmp_path):
   with pytest.raises(ValueError, match='only shared fragments'):
     launch.train_with_gin(str(model_dir), ['common/mnist_protocol.gin', 'common/quick.gin'])
   assert not model_dir.exists()
+
+
+def test_sec4_eval_sets_reproduces_the_runs_own_evaluation_and_draws_other_sets(tmp_path):
+  """scripts/sec4_eval_sets.py restores a Sec. 4 critic: on the run's own set it must give the
+  run's final I_EST/eval; other evaluation seeds give other sets (other values)."""
+  from mi_tf import launch  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / 'run'
+  launch.train_with_gin(str(model_dir), ['sec4_noniid.gin'],
+                        list(TINY_BINDINGS) + ['train.seed = 3'])
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'scripts' / 'sec4_eval_sets.py'), f'--model_dir={model_dir}',
+       '--eval_seeds=3', '--eval_batches=8'],
+      capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr
+  out = json.loads(proc.stdout)
+  final = json.loads((model_dir / 'final_metrics.json').read_text())['I_EST/eval']
+  assert abs(out['own_set'] - final) < 1e-9 and out['final_I_EST/eval'] == final
+  assert len(set(out['per_set'])) == 3 and out['own_set'] not in out['per_set']  # Seed 3's.
+  assert out['eval_seeds_sd'] > 0 and out['predicted_sd'] > 0
+  assert abs(out['first_study']) < 10
+  # Not a finished Sec. 4 run: one line, no traceback.
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'scripts' / 'sec4_eval_sets.py'), f'--model_dir={tmp_path}'],
+      capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+  assert proc.returncode == 1 and 'no config.gin' in proc.stderr
+  assert 'Traceback' not in proc.stderr
