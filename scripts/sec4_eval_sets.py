@@ -45,40 +45,49 @@ def main(argv=None):
   import gin  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mi_tf import jsonl  # pylint: disable=g-import-not-at-top
   from mi_tf import launch  # pylint: disable=g-import-not-at-top
+  from mi_tf import run_dir  # pylint: disable=g-import-not-at-top
 
   # Each set builds its own task, and so its own tf.function: TensorFlow's retracing warning
   # says nothing here.
   tf.get_logger().setLevel('ERROR')
   start = time.time()
-  config = os.path.join(args.model_dir, 'config.gin')
-  finals = os.path.join(args.model_dir, 'final_metrics.json')
-  checkpoint = tf.train.latest_checkpoint(os.path.join(args.model_dir, 'checkpoints'))
-  for path in (config, finals):
-    if not os.path.exists(path):
-      sys.exit(f'{args.model_dir}: no {os.path.basename(path)}; give a finished Sec. 4 run.')
+  config = os.path.join(args.model_dir, run_dir.CONFIG_FILE)
+  final = jsonl.read_json(os.path.join(args.model_dir, run_dir.FINAL_METRICS_FILE))
+  checkpoint = tf.train.latest_checkpoint(os.path.join(args.model_dir, run_dir.CHECKPOINTS))
+  if not os.path.exists(config):
+    sys.exit(f'{args.model_dir}: no {run_dir.CONFIG_FILE}; give a finished Sec. 4 run.')
+  if not isinstance(final, dict):
+    sys.exit(f'{args.model_dir}: no {run_dir.FINAL_METRICS_FILE}; give a finished Sec. 4 run.')
   if checkpoint is None:
-    sys.exit(f'{args.model_dir}: no checkpoint under checkpoints/.')
-  with open(finals) as f:
-    final = json.load(f)
+    sys.exit(f'{args.model_dir}: no checkpoint under {run_dir.CHECKPOINTS}/.')
 
-  def evaluate(eval_seed, eval_batches):
-    """The run's critic on the set (eval_seed, eval_batches): (mean, per-batch SD)."""
+  def task_on(eval_seed=None, eval_batches=None):
+    """The run's task (its config.gin), built, evaluating the set (eval_seed, eval_batches);
+    None: the run's own."""
     bindings = [] if eval_seed is None else [f'GaussianToy.eval_seed = {eval_seed}']
     if eval_batches is not None:
       bindings.append(f'GaussianToy.eval_batches = {eval_batches}')
     launch.parse_gin([config], bindings)
     task = gin.query_parameter('train.task').scoped_configurable_fn()
-    if type(task).__name__ != 'GaussianToy':
-      sys.exit(f'{args.model_dir}: a {type(task).__name__} run, not a Sec. 4 (GaussianToy) one.')
     task.build(gin.query_parameter('train.batch_size'), gin.query_parameter('train.seed'))
-    tf.train.Checkpoint(critic=task.critic).restore(checkpoint).expect_partial()
+    return task
+
+  trained = task_on()
+  if type(trained).__name__ != 'GaussianToy':
+    sys.exit(f'{args.model_dir}: a {type(trained).__name__} run, not a Sec. 4 (GaussianToy) one.')
+  tf.train.Checkpoint(critic=trained.critic).restore(checkpoint).expect_partial()
+
+  def evaluate(task):
+    """The trained critic on ``task``'s evaluation set: (mean, per-batch SD) of I_EST."""
+    task.critic = trained.critic  # Restored once; a set's task only draws its batches.
     r = task.evaluate(final['step'], final=True)
     return r['I_EST/eval'], r['I_EST/eval_sd']
 
-  own, _ = evaluate(None, None)
-  first, _ = evaluate(FIRST_STUDY_SEED, FIRST_STUDY_BATCHES)
-  sets = [evaluate(s, args.eval_batches) for s in range(args.eval_seeds)]
+  own, _ = evaluate(trained)
+  first, _ = evaluate(task_on(FIRST_STUDY_SEED, FIRST_STUDY_BATCHES))
+  sets = [evaluate(task_on(s, args.eval_batches)) for s in range(args.eval_seeds)]
   means = np.array([m for m, _ in sets])
   print(json.dumps({
       'model_dir': args.model_dir,
